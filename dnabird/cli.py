@@ -1,0 +1,102 @@
+"""The one ``dnabird`` command.
+
+Subcommands live in :mod:`dnabird.commands`, one small module per area, each exposing
+``register(subparsers)``; this module discovers them, parses, sets up logging and progress
+bars, runs the chosen command and maps errors to exit codes.
+
+Exit status: 0 on success; 2 for a :class:`~dnabird.errors.DnabirdError` (printed as one
+line, ``dnabird: error: <message>``, with the traceback only under ``--debug``) and for
+bad command-line usage; 1 for any other exception (a bug), with its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+import traceback
+from collections.abc import Sequence
+
+from dnabird import __version__, commands
+from dnabird.errors import DnabirdError
+
+
+def _discover_command_modules() -> tuple[str, ...]:
+    """Names of the modules in :mod:`dnabird.commands`, in ``commands.ORDER``."""
+    names = [info.name for info in pkgutil.iter_modules(commands.__path__)]
+    rank = {name: i for i, name in enumerate(commands.ORDER)}
+    names.sort(key=lambda name: (rank.get(name, len(rank)), name))
+    return tuple(f"{commands.__name__}.{name}" for name in names)
+
+
+#: Modules that contribute subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = _discover_command_modules()
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(2, f"dnabird: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the full ``dnabird`` argument parser with every registered subcommand."""
+    parser = _OneLineErrorParser(
+        prog="dnabird",
+        description="BigBird block-sparse transformers for DNA: preprocess a genome, train a "
+        "tokenizer, pretrain, fine-tune and predict.",
+    )
+    parser.add_argument("--version", action="version", version=f"dnabird {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    verbosity.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    parser.add_argument("--no-progress", action="store_true", help="never draw progress bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_OneLineErrorParser
+    )
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: int) -> None:
+    level = logging.INFO + 10 * (quiet - verbose)
+    logging.basicConfig(
+        level=max(logging.DEBUG, min(level, logging.CRITICAL)),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dnabird`` command line; return the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    _configure_logging(args.verbose, args.quiet)
+    if args.no_progress:
+        from dnabird.progress import set_enabled
+
+        set_enabled(False)
+    try:
+        args.func(args)
+    except DnabirdError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"dnabird: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("dnabird: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
