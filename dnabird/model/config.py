@@ -89,6 +89,9 @@ class BigBirdConfig:
             if not condition:
                 raise ConfigError(f"BigBirdConfig: {message}")
 
+        def is_int(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
         for name in (
             "vocab_size",
             "hidden_size",
@@ -100,8 +103,13 @@ class BigBirdConfig:
             "block_size",
         ):
             check(
-                isinstance(getattr(self, name), int) and getattr(self, name) > 0,
+                is_int(getattr(self, name)) and getattr(self, name) > 0,
                 f"{name} must be a positive integer, got {getattr(self, name)!r}",
+            )
+        for name in ("num_random_blocks", "num_global_blocks", "num_window_blocks", "random_seed"):
+            check(
+                is_int(getattr(self, name)),
+                f"{name} must be an integer, got {getattr(self, name)!r}",
             )
         check(
             self.hidden_size % self.num_attention_heads == 0,
@@ -111,6 +119,8 @@ class BigBirdConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             check(0.0 <= getattr(self, name) < 1.0, f"{name} must be in [0, 1)")
         check(self.num_random_blocks >= 0, "num_random_blocks must be >= 0")
+        check(self.random_seed >= 0, "random_seed must be >= 0")
+        check(self.initializer_range > 0, "initializer_range must be positive")
         check(self.num_global_blocks >= 0, "num_global_blocks must be >= 0")
         check(
             self.num_window_blocks >= 1 and self.num_window_blocks % 2 == 1,
@@ -147,6 +157,8 @@ class BigBirdConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BigBirdConfig:
         """Build a config from a dict; unknown keys are an error (typos are not ignored)."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"BigBirdConfig: expected a mapping of fields, got {values!r:.60}")
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

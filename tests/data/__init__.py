@@ -1,0 +1,1 @@
+"""Tests of dnabird.data (tiny hand-made fixture files live in subfolders here)."""
