@@ -18,6 +18,7 @@ Usage::
 
     .venv/bin/python benchmarks/tokenizer.py                 # full table (~5 min, 2 cores)
     .venv/bin/python benchmarks/tokenizer.py --vocab-sizes 4000 --model-types bpe
+    .venv/bin/python benchmarks/tokenizer.py --tokenizer tok/   # throughput only
 """
 
 from __future__ import annotations
@@ -59,15 +60,14 @@ def load_real_data(data: Path) -> dict[str, list[str]]:
 
 def training_sentences(train: str, seed: int = 0) -> list[str]:
     """The training part cut like ``dnabird preprocess`` (one pass), via a temporary FASTA."""
-    from dnabird.tokenizer import source_sentences
+    from dnabird.tokenizer import training_sample
 
     with tempfile.TemporaryDirectory() as folder:
         fasta = Path(folder) / "train.fa"
         fasta.write_text(
             ">chr2\n" + "\n".join(train[i : i + 60] for i in range(0, len(train), 60)) + "\n"
         )
-        sentences, _ = source_sentences(fasta, seed=seed)
-        return list(sentences)
+        return training_sample(fasta, sample_bp=len(train), seed=seed)
 
 
 def _train_in_child(
@@ -175,14 +175,27 @@ def main() -> None:
     parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[4000, 16000, 32000])
     parser.add_argument("--model-types", nargs="+", default=["unigram", "bpe"])
     parser.add_argument("--repeats", type=int, default=5, help="throughput repeats")
+    parser.add_argument("--save", type=Path, help="save each trained tokenizer in SAVE/TYPE-SIZE")
+    parser.add_argument(
+        "--tokenizer", type=Path, nargs="+", help="skip the study: throughput of these folders"
+    )
     args = parser.parse_args()
+    from dnabird.tokenizer import DNATokenizer
+
     data_dir = shared_data_dir()
     if data_dir is None:
         sys.exit("real data not found: set $DNABIRD_SHARED_DATA or place it at ../shared/data")
     data = load_real_data(data_dir)
+    if args.tokenizer:
+        for folder in args.tokenizer:
+            throughput(DNATokenizer.from_pretrained(folder), data["held-out"][0], args.repeats)
+        return
     sentences = training_sentences(data["train"][0])
     rows, tokenizers = study(data, sentences, args.vocab_sizes, args.model_types)
     print_study(rows, sum(map(len, sentences)))
+    if args.save:
+        for (model_type, size), tokenizer in tokenizers.items():
+            tokenizer.save_pretrained(args.save / f"{model_type}-{size}")
     for model_type in args.model_types:
         key = (model_type, max(args.vocab_sizes))
         throughput(tokenizers[key], data["held-out"][0], args.repeats)

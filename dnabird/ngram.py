@@ -90,7 +90,9 @@ class KmerMarkovModel:
             distinct = (table > 0).sum(axis=1)
             context, base = full // 4, full % 4
             total = context_total[context].astype(np.float64)
-            lam = np.divide(total, total + distinct[context], out=np.zeros_like(total), where=total > 0)
+            lam = np.divide(
+                total, total + distinct[context], out=np.zeros_like(total), where=total > 0
+            )
             ml = np.divide(table[context, base], total, out=np.zeros_like(total), where=total > 0)
             prob[ok] = lam * ml + (1.0 - lam) * prob[ok]
         return np.log2(prob[codes >= 0])

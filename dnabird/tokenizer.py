@@ -17,6 +17,11 @@ Encoding (:meth:`DNATokenizer.encode`):
 3. Every token covers a fixed number of bp (``bp_per_id``), so token offsets are cumulative
    sums and ``decode(encode(s)) == s.upper()`` for any ACGTN string ``s``.
 
+Training: :func:`train_tokenizer` (``dnabird train-tokenizer``) draws a seeded sample of
+sentences from a corpus folder or a FASTA (:func:`training_sample`) and fits SentencePiece
+with DNA settings (:meth:`DNATokenizer.train`: no whitespace logic, full character
+coverage, no byte fallback); same sample, parameters, seed and threads give the same bytes.
+
 A tokenizer folder holds ``sentencepiece.model`` (the source of truth) and a Hugging Face
 export (``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``) that
 ``transformers.AutoTokenizer`` loads and that reproduces our ids.
@@ -29,7 +34,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -462,43 +467,33 @@ def sample_sentences(
     return sample
 
 
-def source_sentences(source: str | os.PathLike, seed: int = 0) -> tuple[Iterator[str], int]:
-    """Sentences of a corpus folder or a FASTA file, and their total bp (an upper bound).
+def training_sample(source: str | os.PathLike, sample_bp: int, seed: int = 0) -> list[str]:
+    """A seeded sample of about ``sample_bp`` bp of sentences from a corpus or a FASTA.
 
     A folder is read as a :class:`~dnabird.genome.Corpus` (its documents' sentences in
-    corpus order). A FASTA file is cut once like ``dnabird preprocess`` (pass 0, default
-    sentence lengths and N rules, seeded by ``seed``); its records' total length is the bound.
+    corpus order). A FASTA file is first cut like ``dnabird preprocess`` (one pass, seed
+    ``seed``, every record, default sentence lengths and N rules) into a temporary corpus.
+    See :func:`sample_sentences` for the sampling.
     """
-    from dnabird.genome import Corpus
+    import tempfile
+
+    from dnabird.genome import Corpus, preprocess
 
     path = Path(source)
     if path.is_dir():
-        corpus = Corpus(path)
-        total = corpus.manifest.get("counts", {}).get("total", {}).get("bp")
-        if total is None:
-            total = sum(len(s) for doc in corpus for s in doc.sentences)
-        return (s for doc in corpus for s in doc.sentences), int(total)
-    from dnabird.genome.fasta import scan_fasta
-
-    scan = scan_fasta(require_file(path, "FASTA file"))
-    return _fasta_sentences(scan, seed), sum(r.length for r in scan.records)
+        return _sample_corpus(Corpus(path), sample_bp, seed)
+    require_file(path, "FASTA file")
+    with tempfile.TemporaryDirectory(prefix="dnabird-train-tokenizer-") as folder:
+        preprocess(path, Path(folder) / "corpus", passes=1, seed=seed, min_length=1)
+        return _sample_corpus(Corpus(Path(folder) / "corpus"), sample_bp, seed)
 
 
-def _fasta_sentences(scan: Any, seed: int) -> Iterator[str]:
-    """Sentences of every record of a scanned FASTA, cut per the BigBird recipe (pass 0)."""
-    import tempfile
-
-    from dnabird.genome.cutting import CuttingParams, cut_chromosome, unit_rng
-    from dnabird.genome.fasta import normalise, prepare_source, read_record
-
-    with tempfile.TemporaryDirectory(prefix="dnabird-fasta-") as cache:
-        fasta = prepare_source(scan, cache)
-        for record in scan.records:
-            sequence = normalise(read_record(fasta, record.name))
-            is_n = np.frombuffer(sequence, dtype=np.uint8) == ord("N")
-            cut = cut_chromosome(is_n, CuttingParams(), unit_rng(seed, record.name, 0))
-            for start, end in zip(cut.sentence_starts, cut.sentence_ends, strict=True):
-                yield sequence[start:end].decode("ascii")
+def _sample_corpus(corpus: Any, sample_bp: int, seed: int) -> list[str]:
+    total = corpus.manifest.get("counts", {}).get("total", {}).get("bp")
+    if total is None:
+        total = sum(len(s) for doc in corpus for s in doc.sentences)
+    sentences = (s for doc in corpus for s in doc.sentences)
+    return sample_sentences(sentences, int(total), sample_bp, seed)
 
 
 def train_tokenizer(
@@ -528,8 +523,9 @@ def train_tokenizer(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: already exists and is not empty; choose a new --out")
     started = time.perf_counter()
-    sentences, total_bp = source_sentences(source, seed)
-    sample = sample_sentences(sentences, total_bp, sample_bp, seed)
+    sample = training_sample(source, sample_bp, seed)
+    if not sample:
+        raise InputError(f"{source}: no sentences to train on (is the corpus empty?)")
     tokenizer = DNATokenizer.train(sample, vocab_size, model_type, max_piece_length, seed, threads)
     sample_tokens = sum(map(len, tokenizer.encode_batch(sample)))
     source = Path(source)

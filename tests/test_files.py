@@ -61,3 +61,14 @@ def test_manifest_round_trip_and_stage_check(tmp_path):
         read_manifest(tmp_path, "tokenize")
     with pytest.raises(InputError, match="no manifest.json"):
         read_manifest(tmp_path / "elsewhere")
+
+
+def test_atomic_outputs_get_umask_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "out.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644

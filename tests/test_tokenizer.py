@@ -25,7 +25,7 @@ from dnabird.tokenizer import (
     UNK_ID,
     DNATokenizer,
     sample_sentences,
-    source_sentences,
+    training_sample,
 )
 
 VOCAB = 150
@@ -309,18 +309,30 @@ def write_fasta(path: Path, records: dict[str, str]) -> Path:
     return path
 
 
-def test_source_sentences_from_fasta_cover_the_records(tmp_path):
+def test_training_sample_from_fasta_tiles_the_records(tmp_path):
     genome = synthetic_genome(12_000, seed=2)
     fasta = write_fasta(tmp_path / "g.fa.gz", {"chrA": genome[:7000], "chrB": genome[7000:]})
-    sentences, total = source_sentences(fasta, seed=0)
-    sentences = list(sentences)
-    assert total == 12_000
+    sentences = training_sample(fasta, sample_bp=10**6, seed=0)
     assert all(500 <= len(s) <= 1000 for s in sentences)
-    # Sentences tile each record outside the 300 bp N gap, in order.
-    joined = "".join(sentences)
-    assert joined == (genome[:7000] + genome[7000:]).upper().replace("N", "")
-    again, _ = source_sentences(fasta, seed=0)
-    assert list(again) == sentences
+    # With room for everything, the sentences tile each record outside the 300 bp N gap.
+    assert "".join(sentences) == genome.upper().replace("N", "")
+    assert training_sample(fasta, sample_bp=10**6, seed=0) == sentences
+    part = training_sample(fasta, sample_bp=5000, seed=0)
+    assert 2000 < sum(map(len, part)) < 6000 and set(part) <= set(sentences)
+    assert part != training_sample(fasta, sample_bp=5000, seed=1)
+
+
+def test_training_sample_from_corpus(tmp_path):
+    from dnabird.genome import Corpus, preprocess
+
+    genome = synthetic_genome(12_000, seed=4)
+    fasta = write_fasta(tmp_path / "g.fa.gz", {"chrA": genome})
+    preprocess(fasta, tmp_path / "corpus", passes=2, seed=3, min_length=1)
+    everything = [s for doc in Corpus(tmp_path / "corpus") for s in doc.sentences]
+    assert training_sample(tmp_path / "corpus", sample_bp=10**6) == everything
+    half = training_sample(tmp_path / "corpus", sample_bp=12_000, seed=5)
+    assert 6_000 < sum(map(len, half)) < 13_000
+    assert set(half) <= set(everything)
 
 
 def test_train_tokenizer_command_from_fasta(tmp_path, capsys):
@@ -367,10 +379,8 @@ def test_train_tokenizer_command_errors(tmp_path, capsys):
 @pytest.mark.realdata
 def test_real_excerpt_round_trip_and_hf_parity(shared_data, tmp_path):
     transformers = pytest.importorskip("transformers")
-    sentences, total = source_sentences(
-        shared_data / "genome" / "hg38_chr2_1-2333275.fa.gz", seed=0
-    )
-    sample = sample_sentences(sentences, total, 400_000, seed=0)
+    fasta = shared_data / "genome" / "hg38_chr2_1-2333275.fa.gz"
+    sample = training_sample(fasta, sample_bp=400_000, seed=0)
     tokenizer = DNATokenizer.train(sample, vocab_size=4000, model_type="bpe")
     tokenizer.save_pretrained(tmp_path)
     hf = transformers.AutoTokenizer.from_pretrained(tmp_path)

@@ -25,14 +25,18 @@ def known_assemblies() -> list[str]:
 
 
 def load_assembly(name: str) -> dict[str, Any]:
-    """The manifest of assembly ``name`` (case-insensitive), or ConfigError if unknown."""
+    """The manifest of assembly ``name`` or one of its aliases (``grch37``, ``hg19``; case
+    does not matter), or ConfigError if unknown."""
     path = MANIFEST_DIR / f"{name.lower()}.json"
-    if not path.is_file():
-        raise ConfigError(
-            f"unknown assembly {name!r}: no {path} "
-            f"(known: {', '.join(known_assemblies()) or 'none'})"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    for other in sorted(MANIFEST_DIR.glob("*.json")):
+        manifest = json.loads(other.read_text(encoding="utf-8"))
+        if name.lower() in (alias.lower() for alias in manifest.get("aliases", [])):
+            return manifest
+    raise ConfigError(
+        f"unknown assembly {name!r}: no {path} (known: {', '.join(known_assemblies()) or 'none'})"
+    )
 
 
 def length_mismatches(assembly: dict[str, Any], lengths: dict[str, int]) -> dict[str, Any]:

@@ -50,7 +50,7 @@ SCHEMA = pa.schema(
 #: Fixed Parquet writer settings (part of the byte-identical output guarantee).
 WRITER_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
-    "compression_level": 3,
+    "compression_level": 1,
     "use_dictionary": ["chrom", "strand"],
     "write_statistics": ["pass", "start", "end"],
     "row_group_size": 256,

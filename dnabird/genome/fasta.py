@@ -16,7 +16,7 @@ record and the line.
 
 from __future__ import annotations
 
-import io
+import gzip
 import os
 import re
 import struct
@@ -357,9 +357,13 @@ def _normalised_copy(scan: FastaScan, cache_dir: Path) -> Path:
     target = cache_dir / f"{name}.normalised.fa"
     if target.is_file() and target.stat().st_mtime >= scan.path.stat().st_mtime:
         return target
-    raw = b"".join(_read_chunks(scan.path, scan.compression)).decode("ascii")
-    with atomic_path(target) as tmp, open(tmp, "w") as out:
-        for title, seq in SimpleFastaParser(io.StringIO(raw)):
+    opener = open if scan.compression == "plain" else gzip.open
+    with (
+        opener(scan.path, "rt", encoding="ascii") as text,  # streamed: one record in memory
+        atomic_path(target) as tmp,
+        open(tmp, "w") as out,
+    ):
+        for title, seq in SimpleFastaParser(text):
             out.write(f">{title}\n")
             for i in range(0, len(seq), 60):
                 out.write(seq[i : i + 60])

@@ -144,8 +144,7 @@ def _chromosome(task: UnitTask) -> tuple[bytes, tuple[np.ndarray, np.ndarray]]:
                 f"{task.source.fasta}: record {task.chrom!r} read back as {len(sequence)} bp, "
                 f"expected {task.length}; is the index stale?"
             )
-        codes = np.frombuffer(sequence, dtype=np.uint8)
-        _loaded = (key, sequence, n_runs((codes == ord("N")) | (codes == ord("n"))))
+        _loaded = (key, sequence, n_runs(sequence))
     return _loaded[1], _loaded[2]
 
 

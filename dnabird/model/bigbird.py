@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnabird.errors import InputError
+from dnabird.model.attention.api import sparse_attention
 from dnabird.model.config import BigBirdConfig
 from dnabird.model.patterns import BlockPattern, make_pattern
 
@@ -98,7 +99,8 @@ class SelfAttention(nn.Module):
         H = self.num_heads
 
         def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(B, L, H, C // H).transpose(1, 2)  # (B, H, L, D)
+            # Contiguous: every kernel gets the standard [B, H, L, D] layout.
+            return t.view(B, L, H, C // H).transpose(1, 2).contiguous()  # (B, H, L, D)
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         dropout_p = self.dropout_p if self.training else 0.0
@@ -110,8 +112,6 @@ class SelfAttention(nn.Module):
                 bias.masked_fill_(~key_padding_mask[:, None, None, :], torch.finfo(q.dtype).min)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
         else:
-            from dnabird.model.attention.api import sparse_attention
-
             y = sparse_attention(
                 q, k, v, pattern, key_padding_mask, backend=self.backend, dropout_p=dropout_p
             )  # (B, H, L, D)

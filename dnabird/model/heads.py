@@ -28,7 +28,6 @@ layer and tanh, as BERT's pooler. ``save_pretrained``/``from_pretrained`` write 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,7 +96,7 @@ class BigBirdPreTrainedModel(nn.Module):
         """
         config, state, head, saved_args = load_weights(directory)
         if config_overrides:
-            config = dataclasses.replace(config, **config_overrides)
+            config = BigBirdConfig.from_dict({**config.to_dict(), **config_overrides})
         same_head = head == cls.__name__
         model = cls(config, **({**saved_args, **head_args} if same_head else head_args))
         target = model if same_head else model.encoder

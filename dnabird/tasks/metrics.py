@@ -51,7 +51,9 @@ class MaskedLMMetrics(Metric):
         super().__init__()
         self.register_buffer("bp_per_id", torch.as_tensor(bp_per_id, dtype=torch.float64))
         for name in ("nll_nats", "correct", "tokens", "bp"):
-            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(
+                name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
+            )
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         for name, value in masked_lm_sums(logits, labels, self.bp_per_id).items():

@@ -137,7 +137,10 @@ class PretrainModule(L.LightningModule):
             optimizer,
             lambda step: warmup_linear_decay(step, self.optim.warmup_steps, self.max_steps),
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["torch_rng_state"] = torch.get_rng_state()

@@ -138,7 +138,9 @@ def run_pretrain(
         default_root_dir=out,
     )
     started = time.time()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True)
+    trainer.fit(
+        module, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True
+    )
     export = out / EXPORT_DIR
     if trainer.is_global_zero:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

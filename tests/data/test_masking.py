@@ -66,7 +66,7 @@ def test_deterministic_given_seed_and_key() -> None:
     a = masker(ids, sequence_rng(7, 0, 3, 11, 0))
     b = masker(ids, sequence_rng(7, 0, 3, 11, 0))
     c = masker(ids, sequence_rng(7, 0, 3, 11, 1))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[1], c[1])
 
 

@@ -110,12 +110,12 @@ def test_mix_documents_packs_across_documents_with_separator() -> None:
     assert len(mixed) < len(single)
     inner = [s["input_ids"][1 : s["attention_mask"].sum() - 1] for s in mixed]
     labels = [s["labels"][1 : s["attention_mask"].sum() - 1] for s in mixed]
-    tokens = torch.cat([torch.where(lab != IGNORE_INDEX, lab, x) for x, lab in zip(inner, labels)])
+    tokens = torch.cat(
+        [torch.where(lab != IGNORE_INDEX, lab, x) for x, lab in zip(inner, labels, strict=True)]
+    )
     docs = list(source.iter_shard(0))
     # joined, the bodies are the documents' tokens with one [SEP] between documents
-    expected = np.concatenate(
-        [np.concatenate([*d.sentence_ids, [SEP_ID]]) for d in docs]
-    )[:-1]
+    expected = np.concatenate([np.concatenate([*d.sentence_ids, [SEP_ID]]) for d in docs])[:-1]
     assert np.array_equal(tokens[tokens != SEP_ID].numpy(), expected[expected != SEP_ID])
     assert (tokens == SEP_ID).sum() <= len(docs) - 1
 
@@ -174,7 +174,7 @@ def test_shuffling_is_deterministic_and_changes_with_epoch_and_seed() -> None:
     assert epoch_order(0, 0) != epoch_order(1, 0)
     a = [s["input_ids"] for s in itertools.islice(iter(_dataset(source, seed=5)), 30)]
     b = [s["input_ids"] for s in itertools.islice(iter(_dataset(source, seed=5)), 30)]
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_masking_does_not_depend_on_the_number_of_readers() -> None:

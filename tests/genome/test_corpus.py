@@ -18,10 +18,8 @@ SEQUENCE = b"ACGTTGCAAC" * 3 + b"NNNNNNNN" + b"acgtACGTnnGGCCAATTGG"
 
 
 def _cut():
-    is_n = np.frombuffer(SEQUENCE, np.uint8)
-    is_n = (is_n == ord("N")) | (is_n == ord("n"))
     params = CuttingParams(min_sentence=4, max_sentence=7, min_doc=2, max_doc=3, max_n_run=5)
-    return cut_chromosome(len(is_n), *n_runs(is_n), params, np.random.default_rng(0))
+    return cut_chromosome(len(SEQUENCE), *n_runs(SEQUENCE), params, np.random.default_rng(0))
 
 
 def test_unit_table_rows_match_the_cut_on_both_strands():

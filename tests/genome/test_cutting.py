@@ -55,10 +55,15 @@ def _naive_runs(mask: list[bool], min_run: int) -> list[tuple[int, int]]:
     return runs
 
 
+def _as_sequence(mask) -> bytes:
+    """A sequence whose N (either case) are where ``mask`` is True."""
+    return bytes(b"ACGTNn"[4 + i % 2] if m else b"ACGT"[i % 4] for i, m in enumerate(mask))
+
+
 @settings(max_examples=200, deadline=None)
 @given(mask=st.lists(st.booleans(), max_size=300))
 def test_n_runs_matches_a_naive_scan(mask):
-    starts, ends = n_runs(np.array(mask, dtype=bool))
+    starts, ends = n_runs(_as_sequence(mask))
     assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == _naive_runs(mask, 1)
 
 
@@ -71,7 +76,8 @@ def test_unit_rng_depends_on_seed_chromosome_and_pass_only():
 
 def _check_cut(is_n: np.ndarray, params: CuttingParams, seed: int) -> None:
     """Check every rule of the module docstring against a direct reading of the mask."""
-    cut = cut_chromosome(len(is_n), *n_runs(is_n), params, np.random.default_rng(seed))
+    runs = n_runs(_as_sequence(is_n))
+    cut = cut_chromosome(len(is_n), *runs, params, np.random.default_rng(seed))
     starts, ends = cut.sentence_starts, cut.sentence_ends
     lengths = ends - starts
     assert (lengths >= params.min_sentence).all() and (lengths <= params.max_sentence).all()
@@ -125,7 +131,8 @@ def test_cut_chromosome_obeys_every_rule(mask, runs, seed):
 def test_cut_of_a_clean_chromosome_covers_it_exactly_with_default_bounds():
     is_n = np.zeros(3_000_000, bool)
     is_n[:10_000] = True  # a telomere gap
-    cut = cut_chromosome(len(is_n), *n_runs(is_n), CuttingParams(), np.random.default_rng(3))
+    runs = n_runs(_as_sequence(is_n))
+    cut = cut_chromosome(len(is_n), *runs, CuttingParams(), np.random.default_rng(3))
     assert cut.sentence_starts[0] == 10_000 and cut.sentence_ends[-1] == 3_000_000
     sizes = np.diff(cut.doc_offsets)
     assert sizes.min() >= 50 and sizes.max() <= 100

@@ -43,13 +43,15 @@ def test_scan_and_read_agree_with_a_plain_parse(data_file, compress, tmp_path):
         assert read_record(source, name).decode() == sequence
 
 
-def test_ragged_lines_are_read_through_a_normalised_copy(data_file, tmp_path):
-    path = data_file("ragged.fa")
+@pytest.mark.parametrize("compress", [None, _gzip])
+def test_ragged_lines_are_read_through_a_normalised_copy(data_file, tmp_path, compress):
+    plain = data_file("ragged.fa")
+    path = compress(plain) if compress else plain
     scan = scan_fasta(path)
     assert not scan.regular_lines
     source = prepare_source(scan, tmp_path / "cache")
     assert Path(source.fasta).parent == tmp_path / "cache"
-    for name, sequence in read_plain_fasta(path).items():
+    for name, sequence in read_plain_fasta(plain).items():
         assert read_record(source, name).decode() == sequence
 
 

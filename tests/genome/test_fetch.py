@@ -79,6 +79,7 @@ def test_cli_fetch_errors_exit_2(remote, tmp_path, capsys):
 
 def test_grch37_manifest_lists_the_24_primary_chromosomes():
     manifest = load_assembly("grch37")
+    assert load_assembly("HG19") == manifest
     chromosomes = manifest["chromosomes"]
     assert [c["ucsc"] for c in chromosomes] == list(PRIMARY_CHROMOSOMES)
     ensembl = [c.removeprefix("chr") for c in PRIMARY_CHROMOSOMES]

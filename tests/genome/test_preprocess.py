@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from Bio import bgzf
 from Bio.Seq import Seq
 
 from dnabird.cli import main
@@ -75,6 +76,11 @@ def test_same_result_from_gzip_bgzip_plain_and_any_worker_count(data_file, tmp_p
     preprocess(fasta, one, passes=2, cutting=CUT)
     preprocess(gz, tmp_path / "gz", passes=2, cutting=CUT, workers=2)
     assert _shard_bytes(one) == _shard_bytes(tmp_path / "gz") != {}
+    bgz = fasta.with_name("tiny.fa.bgz")
+    with bgzf.BgzfWriter(str(bgz), "wb") as handle:
+        handle.write(fasta.read_bytes())
+    preprocess(bgz, tmp_path / "bgz", passes=2, cutting=CUT)
+    assert _shard_bytes(one) == _shard_bytes(tmp_path / "bgz")
     assert sorted(p.name for p in (tmp_path / "gz").iterdir())[0] == "manifest.json"  # no cache
     preprocess(fasta, tmp_path / "seed1", passes=2, cutting=CUT, seed=1)
     assert _shard_bytes(one) != _shard_bytes(tmp_path / "seed1")
@@ -204,3 +210,16 @@ def test_cli_bad_parameters_exit_2(data_file, tmp_path, capsys):
         [data_file("tiny.fa"), "--out", tmp_path / "o", "--chromosomes", "9"], capsys
     )
     assert code == 2 and "'9' is not a record" in stderr
+
+
+def test_chromosome_without_usable_sequence_gives_no_documents(tmp_path):
+    fasta = tmp_path / "gappy.fa"
+    fasta.write_text(
+        ">chr1\n" + "N" * 60 + "ACGT" + "N" * 60 + "\n>chr2\n" + "ACGTACGTAC" * 5 + "\n"
+    )
+    manifest = preprocess(fasta, tmp_path / "out", passes=2, cutting=CUT)
+    counts = manifest["counts"]["per_chromosome"]
+    assert counts["chr1"]["documents"] == 0 and counts["chr1"]["gap_bp"] == 2 * 120
+    assert counts["chr1"]["short_segment_bp"] == 2 * 4
+    assert {s["chrom"] for s in manifest["shards"]} == {"chr2"}
+    assert {d.chrom for d in Corpus(tmp_path / "out")} == {"chr2"}

@@ -253,6 +253,8 @@ def test_classifier_starts_from_a_pretrained_masked_lm(seed, tmp_path):
         tmp_path, config_overrides={"attention_type": "block_sparse", "attention_backend": "dense"}
     )
     assert switched.config.attention_type == "block_sparse"
+    with pytest.raises(ConfigError, match="unknown field"):
+        BigBirdForMaskedLM.from_pretrained(tmp_path, config_overrides={"atention_type": "x"})
 
 
 def test_load_errors_are_one_line_input_errors(tmp_path):

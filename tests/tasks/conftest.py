@@ -19,6 +19,12 @@ def write_random_fasta(path: Path, lengths: dict[str, int], seed: int = 0) -> di
     return records
 
 
+@pytest.fixture
+def random_fasta():
+    """:func:`write_random_fasta`, for tests that need FASTA files of random DNA."""
+    return write_random_fasta
+
+
 @pytest.fixture(scope="session")
 def token_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """preprocess -> train-tokenizer (100 ids) -> tokenize on 52 kbp of random DNA;

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import lightning as L
 
@@ -43,7 +44,9 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--die-at", type=int)
     args = parser.parse_args()
-    overrides = [f"{k}={json.dumps(v)}" for k, v in json.load(open(args.config)).items()]
+    overrides = [
+        f"{k}={json.dumps(v)}" for k, v in json.loads(Path(args.config).read_text()).items()
+    ]
     config = load_config(None, overrides)
     run_pretrain(config, resume=args.resume, callbacks=[RecordBatches(args.record, args.die_at)])
 

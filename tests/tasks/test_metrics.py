@@ -40,6 +40,8 @@ def test_accumulates_exact_ratios_over_batches() -> None:
     target = labels[picked]
     nll = -logp.gather(1, target[:, None]).sum()
     assert values["loss"].item() == pytest.approx((nll / target.numel()).item())
-    assert values["bpc"].item() == pytest.approx((nll / math.log(2) / bp_per_id[target].sum()).item())
+    assert values["bpc"].item() == pytest.approx(
+        (nll / math.log(2) / bp_per_id[target].sum()).item()
+    )
     accuracy = (logp.argmax(-1) == target).double().mean()
     assert values["accuracy"].item() == pytest.approx(accuracy.item())

@@ -35,7 +35,9 @@ def test_no_weight_decay_on_biases_and_norms() -> None:
     decay, no_decay = optimizer.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     names = {id(p): n for n, p in module.model.named_parameters()}
-    assert all(n.endswith("bias") or "norm" in n for n in map(names.get, map(id, no_decay["params"])))
+    assert all(
+        n.endswith("bias") or "norm" in n for n in map(names.get, map(id, no_decay["params"]))
+    )
     assert all(p.ndim == 2 for p in decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(names)
 
@@ -66,7 +68,10 @@ def _config(token_folder: Path, out: Path, **extra) -> dict:
         "data.batch_size": 2,
         "data.val_fraction": 0.1,
         "data.val_batches": 2,
-        "model.overrides": {"max_position_embeddings": 64, "block_size": 8, "attention_type": "original_full"},
+        "model.overrides": {
+            "max_position_embeddings": 64,
+            "block_size": 8,
+        },
         "optim.warmup_steps": 2,
         "optim.lr": 1e-3,
         "trainer.max_steps": 8,
@@ -141,7 +146,10 @@ def test_ddp_ranks_see_disjoint_data_covering_the_epoch(token_folder: Path, tmp_
             "data.val_batches": 0,
             "data.max_length": 512,
             "data.batch_size": 8,
-            "model.overrides": {"max_position_embeddings": 512, "block_size": 16, "attention_type": "original_full"},
+            "model.overrides": {
+                "max_position_embeddings": 512,
+                "block_size": 16,
+            },
         },
     )
     _run(config, tmp_path / "ddp.jsonl")

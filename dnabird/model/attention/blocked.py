@@ -149,14 +149,17 @@ class _SlotLayout:
         for lo in range(0, n, size):
             yield lo, min(n, lo + size)
 
-    def slots(self, blocks: torch.Tensor, padded: torch.Tensor, lo: int, hi: int):
-        """Keys (or values) of the slots of rows ``lo .. hi-1``: ``[B, H, c, T, D]``.
+    def sources(self, blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What :meth:`slots` reads: the blocks ``[B, H, NB, b, D]``, the same with ``half``
+        zero blocks on each side, and the global blocks ``[B, H, 1, G, b, D]``."""
+        padded = F.pad(blocks, (0, 0, 0, 0, self.half, self.half))
+        return blocks, padded, blocks[:, :, self.global_idx][:, :, None]
 
-        ``blocks: [B, H, NB, b, D]``; ``padded``: the same with ``half`` zero blocks each side.
-        """
+    def slots(self, sources: tuple[torch.Tensor, ...], lo: int, hi: int) -> torch.Tensor:
+        """Keys (or values) of the slots of rows ``lo .. hi-1``: ``[B, H, c, T, D]``."""
+        blocks, padded, globals_ = sources
         batch, heads, nb, b, dim = blocks.shape
         c, first = hi - lo, self.start + lo
-        globals_ = blocks[:, :, self.global_idx][:, :, None]  # [B, H, 1, G, b, D]
         window = [padded[:, :, first + j : first + j + c, None] for j in range(2 * self.half + 1)]
         random = blocks.reshape(batch, heads * nb, b, dim).index_select(
             1, self.random_flat[:, lo:hi].reshape(-1)
@@ -200,20 +203,23 @@ class _SparseRows(torch.autograd.Function):
     def forward(ctx, query, k_blocks, v_blocks, layout: _SlotLayout):
         # query: [B, H, n, b, D] (pre-scaled); k_blocks, v_blocks: [B, H, NB, b, D]
         batch, heads, n, b, dim = query.shape
-        pad = (0, 0, 0, 0, layout.half, layout.half)
-        k_padded, v_padded = F.pad(k_blocks, pad), F.pad(v_blocks, pad)
+        k_sources, v_sources = layout.sources(k_blocks), layout.sources(v_blocks)
         out = torch.empty_like(query)
         lse = torch.empty(query.shape[:-1], dtype=query.dtype, device=query.device)
         for lo, hi in layout.chunks(batch, heads, n, b):
-            keys = layout.slots(k_blocks, k_padded, lo, hi)  # [B, H, c, T, D]
+            keys = layout.slots(k_sources, lo, hi)  # [B, H, c, T, D]
             scores = torch.matmul(query[:, :, lo:hi], keys.transpose(-1, -2))  # [B,H,c,b,T]
             scores += layout.bias[:, :, lo:hi]
-            lse[:, :, lo:hi] = torch.logsumexp(scores, dim=-1)
-            probs = torch.softmax(scores, dim=-1)
+            # In-place softmax that also yields the log-sum-exp for the backward pass.
+            top = scores.amax(dim=-1, keepdim=True)  # [B, H, c, b, 1]
+            probs = scores.sub_(top).exp_()
+            total = probs.sum(dim=-1, keepdim=True)
+            probs /= total
+            lse[:, :, lo:hi] = (top + total.log()).squeeze(-1)
             mask = layout.dropout_mask(probs.shape, lo, probs.device)
             if mask is not None:
                 probs *= mask
-            out[:, :, lo:hi] = torch.matmul(probs, layout.slots(v_blocks, v_padded, lo, hi))
+            out[:, :, lo:hi] = torch.matmul(probs, layout.slots(v_sources, lo, hi))
         ctx.save_for_backward(query, k_blocks, v_blocks, out, lse)
         ctx.layout = layout
         return out
@@ -223,21 +229,20 @@ class _SparseRows(torch.autograd.Function):
         query, k_blocks, v_blocks, out, lse = ctx.saved_tensors
         layout: _SlotLayout = ctx.layout
         batch, heads, n, b, dim = query.shape
-        half = layout.half
-        pad = (0, 0, 0, 0, half, half)
-        k_padded, v_padded = F.pad(k_blocks, pad), F.pad(v_blocks, pad)
+        k_sources, v_sources = layout.sources(k_blocks), layout.sources(v_blocks)
         grad_out = grad_out.contiguous()
         delta = (grad_out * out).sum(-1)  # [B, H, n, b]
         grad_query = torch.empty_like(query)
         grad_k, grad_v = torch.zeros_like(k_blocks), torch.zeros_like(v_blocks)
-        grad_k_padded, grad_v_padded = torch.zeros_like(k_padded), torch.zeros_like(v_padded)
+        grad_k_padded = torch.zeros_like(k_sources[1])  # [B, H, NB + w - 1, b, D]
+        grad_v_padded = torch.zeros_like(v_sources[1])
         for lo, hi in layout.chunks(batch, heads, n, b):
-            keys = layout.slots(k_blocks, k_padded, lo, hi)  # [B, H, c, T, D]
-            values = layout.slots(v_blocks, v_padded, lo, hi)
+            keys = layout.slots(k_sources, lo, hi)  # [B, H, c, T, D]
+            values = layout.slots(v_sources, lo, hi)
             q_chunk, g_chunk = query[:, :, lo:hi], grad_out[:, :, lo:hi]  # [B, H, c, b, D]
             scores = torch.matmul(q_chunk, keys.transpose(-1, -2))  # [B, H, c, b, T]
             scores += layout.bias[:, :, lo:hi]
-            probs = torch.exp_(scores - lse[:, :, lo:hi, :, None])
+            probs = scores.sub_(lse[:, :, lo:hi, :, None]).exp_()
             grad_probs = torch.matmul(g_chunk, values.transpose(-1, -2))  # [B, H, c, b, T]
             mask = layout.dropout_mask(probs.shape, lo, probs.device)
             if mask is not None:
@@ -250,7 +255,7 @@ class _SparseRows(torch.autograd.Function):
             grad_keys = torch.matmul(grad_scores.transpose(-1, -2), q_chunk)  # [B, H, c, T, D]
             layout.scatter_slots(grad_k, grad_k_padded, grad_keys, lo, hi)
             layout.scatter_slots(grad_v, grad_v_padded, grad_values, lo, hi)
-        nb = k_blocks.shape[2]
+        nb, half = k_blocks.shape[2], layout.half
         grad_k += grad_k_padded[:, :, half : half + nb]
         grad_v += grad_v_padded[:, :, half : half + nb]
         return grad_query, grad_k, grad_v, None

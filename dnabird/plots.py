@@ -1,0 +1,136 @@
+"""Figures: the block-sparse attention pattern drawn like Figure 1 of the BigBird paper.
+
+matplotlib (Agg backend) is imported inside each function, so importing this module is free.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+#: RGB colours of the cell kinds: not attended, global, window, random.
+PATTERN_COLOURS = {
+    "none": (1.0, 1.0, 1.0),
+    "global": (0.80, 0.33, 0.10),
+    "window": (0.12, 0.47, 0.71),
+    "random": (0.40, 0.65, 0.12),
+}
+
+
+def pattern_cells(pattern, head: int = 0) -> np.ndarray:
+    """``int [NB, NB]`` cell kinds of one head: 0 none, 1 global, 2 window, 3 random.
+
+    Rows are query blocks, columns key blocks. Global rows and global columns are "global";
+    other cells are "random" when drawn as random blocks, else "window" when attended.
+    """
+    nb = pattern.num_blocks
+    cells = np.zeros((nb, nb), dtype=np.int64)
+    kv = pattern.kv_blocks[head].numpy()
+    counts = pattern.kv_counts[head].numpy()
+    for i in range(nb):
+        cells[i, kv[i, : counts[i]]] = 2
+    random = pattern.random_blocks[head].numpy()
+    rows, slots = np.nonzero(random >= 0)
+    cells[rows, random[rows, slots]] = 3
+    glob = list(pattern.global_blocks)
+    cells[glob, :] = 1
+    cells[:, glob] = 1
+    return cells
+
+
+def plot_block_pattern(pattern, path: str | os.PathLike, head: int = 0) -> None:
+    """Write a PNG of ``pattern`` for ``head``: query blocks down, key blocks across.
+
+    Colours: global (orange), window (blue), random (green), not attended (white).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from dnabird.files import atomic_path
+
+    names = list(PATTERN_COLOURS)
+    cells = pattern_cells(pattern, head)
+    nb = pattern.num_blocks
+    size = min(10.0, 2.0 + nb * 0.25)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size), dpi=100)
+    ax.imshow(
+        cells,
+        cmap=ListedColormap([PATTERN_COLOURS[n] for n in names]),
+        vmin=0,
+        vmax=len(names) - 1,
+        interpolation="nearest",
+    )
+    if nb <= 64:  # grid lines between blocks, as in the paper
+        ax.set_xticks(np.arange(-0.5, nb), minor=True)
+        ax.set_yticks(np.arange(-0.5, nb), minor=True)
+        ax.grid(which="minor", color="0.85", linewidth=0.5)
+        ax.tick_params(which="minor", length=0)
+    ax.set_xlabel(f"key block ({pattern.block_size} tokens each)")
+    ax.set_ylabel("query block")
+    ax.set_title(f"BigBird attention pattern, head {head}")
+    ax.legend(
+        handles=[Patch(color=PATTERN_COLOURS[n], label=n) for n in names[1:]],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def plot_training_curve(
+    runs: Mapping[str, str | os.PathLike],
+    out: str | os.PathLike,
+    metric: str = "bpc",
+    baselines: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plot ``train/<metric>`` (thin) and ``val/<metric>`` (markers) against optimizer step
+    for each run ({label: Lightning ``metrics.csv``}), with horizontal lines for
+    ``baselines`` ({label: value}, e.g. the n-gram model's bits per character); write a PNG
+    to ``out`` (atomically) and return its path."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dnabird.files import atomic_path
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for (label, path), color in zip(
+        runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False
+    ):
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        for split, style in (("train", dict(lw=0.8, alpha=0.6)), ("val", dict(marker="o", lw=1.5))):
+            points = [
+                (int(row["step"]), float(row[f"{split}/{metric}"]))
+                for row in rows
+                if row.get(f"{split}/{metric}")
+            ]
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, color=color, label=f"{label} {split}", **style)
+    for (label, value), ls in zip((baselines or {}).items(), ("--", ":", "-."), strict=False):
+        ax.axhline(value, color="black", ls=ls, lw=1, label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"Training curve ({metric})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return out
