@@ -26,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
@@ -213,10 +214,8 @@ def peak_memory(fn, device: torch.device) -> int:
         fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
-    try:
+    with contextlib.suppress(OSError):  # return freed heap pages, so RSS growth is honest
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
     base, peak, done = rss_bytes(), [0], threading.Event()
 
     def sample():
@@ -256,16 +255,15 @@ def measure(args, what, length, block_size, train, device, dtype):
     if train and device.type == "cpu":
         names = [n for n in names if n != "ours-flex"]  # no CPU FlexAttention backward
     clock = Clock(device)
-    times = {n: [] for n in names}
+    times, repeats = {n: [] for n in names}, {}
     for name in names:  # warm-up (and compilation)
         for _ in range(args.warmup):
-            first = clock(lambda name=name: step(runs[name], tensors, train))
-        times[name].append(first) if first > args.slow_call_s else None
-    for _ in range(args.repeats):
+            last = clock(lambda name=name: step(runs[name], tensors, train))
+        repeats[name] = 1 if last > args.slow_call_s else args.repeats
+    for _ in range(args.repeats):  # alternate the contenders
         for name in names:
-            if len(times[name]) >= args.repeats:
-                continue
-            times[name].append(clock(lambda name=name: step(runs[name], tensors, train)))
+            if len(times[name]) < repeats[name]:
+                times[name].append(clock(lambda name=name: step(runs[name], tensors, train)))
     result = {
         "what": what,
         "mode": "fwd+bwd" if train else "fwd",
@@ -365,14 +363,17 @@ def main(argv=None) -> int:
         "--slow-call-s",
         type=float,
         default=20.0,
-        help="a warm-up call slower than this counts as a measurement (keeps 16k runs short)",
+        help="measure once (after warm-up) a contender whose warm-up call took longer",
     )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--json", type=Path, help="write all results here (after each length)")
     args = parser.parse_args(argv)
     if args.quick:
         args.lengths, args.repeats = [1024, 2048], 3
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch._dynamo.config.recompile_limit = 256  # one flex graph per length and block size
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -380,6 +381,7 @@ def main(argv=None) -> int:
         if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "nproc": os.cpu_count(),
+        "load_average": os.getloadavg(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "dtype": args.dtype,

@@ -4,8 +4,8 @@ What it does (all on CPU, about 10 minutes on 2 cores with the defaults):
 
 1. Reads ``genome/hg38_chr2_1-2333275.fa.gz`` from the shared data folder and holds out
    its last 300 kbp ([2,033,275, 2,333,275), 0-based half-open); the rest is training.
-2. preprocess (4 passes, both strands) -> train-tokenizer (4,096 ids) -> tokenize, all on
-   the training part only.
+2. preprocess (4 passes, both strands) -> train-tokenizer (4,096 ids, 2 Mbp sample) ->
+   tokenize, all on the training part only.
 3. Pretrains the ``tiny`` preset twice with the same wall-clock budget and the same tokens
    per batch: 512-token and 4096-token context. Steps are set from a timed calibration so
    each run's learning-rate schedule ends at its budget.
@@ -88,7 +88,9 @@ def main() -> None:
     start = time.perf_counter()
     if not (work / "tokens" / "manifest.json").is_file():
         preprocess(work / "train.fa", work / "corpus", passes=args.passes, both_strands=True)
-        train_tokenizer(work / "corpus", work / "tokenizer", vocab_size=args.vocab_size)
+        train_tokenizer(
+            work / "corpus", work / "tokenizer", vocab_size=args.vocab_size, sample_bp=2_000_000
+        )
         tokenize_corpus(work / "corpus", work / "tokenizer", work / "tokens")
     timings["data_s"] = time.perf_counter() - start
     tokens_manifest = json.loads((work / "tokens" / "manifest.json").read_text())

@@ -111,6 +111,8 @@ def _ordinary_rows(q, k, v, pattern, key_padding_mask, dropout_p, start, stop) -
     layout = _SlotLayout(
         start=start,
         half=half,
+        pad_front=max(0, half - start),
+        pad_back=max(0, stop - 1 + half - (nb - 1)),
         global_idx=global_idx,
         random_flat=(random_idx.clamp(min=0) + head_offset),  # [H, n, R] into H*NB blocks
         bias=_keep_to_bias(keep, q.dtype),  # [B or 1, H, n, 1, T]
@@ -132,6 +134,10 @@ class _SlotLayout:
     """First ordinary query block."""
     half: int
     """Window half-width in blocks (w // 2)."""
+    pad_front: int
+    """Zero blocks needed before block 0 by the first row's window."""
+    pad_back: int
+    """Zero blocks needed after the last block by the last row's window."""
     global_idx: torch.Tensor
     """``[G]`` global key blocks."""
     random_flat: torch.Tensor
@@ -149,17 +155,29 @@ class _SlotLayout:
         for lo in range(0, n, size):
             yield lo, min(n, lo + size)
 
+    @property
+    def padded(self) -> bool:
+        """Whether some window reaches past the sequence (zero blocks are added there)."""
+        return self.pad_front > 0 or self.pad_back > 0
+
     def sources(self, blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """What :meth:`slots` reads: the blocks ``[B, H, NB, b, D]``, the same with ``half``
-        zero blocks on each side, and the global blocks ``[B, H, 1, G, b, D]``."""
-        padded = F.pad(blocks, (0, 0, 0, 0, self.half, self.half))
+        """What :meth:`slots` reads: the blocks ``[B, H, NB, b, D]``, the same with zero blocks
+        where windows reach past the sequence (the blocks themselves when none do — always
+        with ITC and g >= 2), and the global blocks ``[B, H, 1, G, b, D]``."""
+        padded = blocks
+        if self.padded:
+            padded = F.pad(blocks, (0, 0, 0, 0, self.pad_front, self.pad_back))
         return blocks, padded, blocks[:, :, self.global_idx][:, :, None]
+
+    def first_window_block(self, lo: int) -> int:
+        """Index into the padded blocks of the first window block of relative row ``lo``."""
+        return self.start + lo - self.half + self.pad_front
 
     def slots(self, sources: tuple[torch.Tensor, ...], lo: int, hi: int) -> torch.Tensor:
         """Keys (or values) of the slots of rows ``lo .. hi-1``: ``[B, H, c, T, D]``."""
         blocks, padded, globals_ = sources
         batch, heads, nb, b, dim = blocks.shape
-        c, first = hi - lo, self.start + lo
+        c, first = hi - lo, self.first_window_block(lo)
         window = [padded[:, :, first + j : first + j + c, None] for j in range(2 * self.half + 1)]
         random = blocks.reshape(batch, heads * nb, b, dim).index_select(
             1, self.random_flat[:, lo:hi].reshape(-1)
@@ -171,7 +189,7 @@ class _SlotLayout:
     def scatter_slots(self, grad_blocks, grad_padded, grad_slots, lo: int, hi: int) -> None:
         """Add slot gradients ``[B, H, c, T, D]`` back onto their blocks (inverse of slots)."""
         batch, heads, nb, b, dim = grad_blocks.shape
-        c, first, g = hi - lo, self.start + lo, len(self.global_idx)
+        c, first, g = hi - lo, self.first_window_block(lo), len(self.global_idx)
         grad_slots = grad_slots.view(batch, heads, c, -1, b, dim)  # [B, H, c, S, b, D]
         if g:
             grad_blocks.index_add_(2, self.global_idx, grad_slots[:, :, :, :g].sum(2))
@@ -234,8 +252,10 @@ class _SparseRows(torch.autograd.Function):
         delta = (grad_out * out).sum(-1)  # [B, H, n, b]
         grad_query = torch.empty_like(query)
         grad_k, grad_v = torch.zeros_like(k_blocks), torch.zeros_like(v_blocks)
-        grad_k_padded = torch.zeros_like(k_sources[1])  # [B, H, NB + w - 1, b, D]
-        grad_v_padded = torch.zeros_like(v_sources[1])
+        grad_k_padded, grad_v_padded = grad_k, grad_v  # window gradients land here
+        if layout.padded:
+            grad_k_padded = torch.zeros_like(k_sources[1])  # [B, H, NB + pads, b, D]
+            grad_v_padded = torch.zeros_like(v_sources[1])
         for lo, hi in layout.chunks(batch, heads, n, b):
             keys = layout.slots(k_sources, lo, hi)  # [B, H, c, T, D]
             values = layout.slots(v_sources, lo, hi)
@@ -255,7 +275,8 @@ class _SparseRows(torch.autograd.Function):
             grad_keys = torch.matmul(grad_scores.transpose(-1, -2), q_chunk)  # [B, H, c, T, D]
             layout.scatter_slots(grad_k, grad_k_padded, grad_keys, lo, hi)
             layout.scatter_slots(grad_v, grad_v_padded, grad_values, lo, hi)
-        nb, half = k_blocks.shape[2], layout.half
-        grad_k += grad_k_padded[:, :, half : half + nb]
-        grad_v += grad_v_padded[:, :, half : half + nb]
+        if layout.padded:
+            nb, front = k_blocks.shape[2], layout.pad_front
+            grad_k += grad_k_padded[:, :, front : front + nb]
+            grad_v += grad_v_padded[:, :, front : front + nb]
         return grad_query, grad_k, grad_v, None

@@ -148,8 +148,5 @@ def flex_sparse_attention(
     extra = mask.seq_lengths[0] - length
     if extra:
         q, k, v = (F.pad(t, (0, 0, 0, extra)) for t in (q, k, v))
-    kernel_options = None
-    if q.device.type == "cuda" and tile * pattern.block_size == _CUDA_MIN_TILE:
-        kernel_options = {"BLOCK_M": 64, "BLOCK_N": 64}
-    out = _flex_function(compiled)(q, k, v, block_mask=mask, kernel_options=kernel_options)
+    out = _flex_function(compiled)(q, k, v, block_mask=mask)
     return out[:, :, :length]

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# GPU check of the attention backends, for a machine with one NVIDIA GPU (no network needed).
+#
+#   PYTHONPATH=$PWD benchmarks/gpu_check.sh OUT_DIR        (from the repository root)
+#
+# 1. CUDA equivalence tests: flex and blocked vs the dense oracle, fp32 and bf16, outputs and
+#    input gradients, block sizes 64 and 128 (tests/model/test_attention_gpu.py; through
+#    pytest when installed, else the file runs as a script).
+# 2. The attention benchmark in bf16 with CUDA-event timing after warm-up: block size 64
+#    (1k..32k tokens) and 128 (4k, 16k), attention alone and one encoder layer.
+# Writes OUT_DIR/gpu_check.log, gpu_tests.json (or .xml), attention_b64.json,
+# attention_b128.json. Every stage runs under `timeout`, so the whole script ends within
+# 8 minutes; a stage cut short keeps what it measured (the benchmark writes its JSON after
+# every length). Exit status: 0 when the tests passed, 1 otherwise.
+# Set CHECK_DEVICE=cpu for a dry run of the plumbing on a CPU machine (blocked only, short).
+set -u -o pipefail
+
+out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR}
+mkdir -p "$out"
+log="$out/gpu_check.log"
+py=${PYTHON:-python}
+device=${CHECK_DEVICE:-cuda}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export TOKENIZERS_PARALLELISM=false
+
+say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
+
+say "gpu_check in $PWD -> $out (device $device)"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true; } >>"$log"
+"$py" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+'transformers', transformers.__version__, 'device',
+torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')" 2>&1 | tee -a "$log"
+
+status=0
+if [ "$device" = cuda ]; then
+    say "1/3 CUDA equivalence tests"
+    if "$py" -c "import pytest" 2>/dev/null; then
+        timeout 150 "$py" -m pytest tests/model/test_attention_gpu.py -q -m gpu \
+            -p no:cacheprovider --junitxml "$out/gpu_tests.xml" 2>&1 | tee -a "$log" || status=1
+    else
+        timeout 150 "$py" tests/model/test_attention_gpu.py "$out/gpu_tests.json" 2>&1 \
+            | tee -a "$log" || status=1
+    fi
+    bench=(--device cuda --dtype bfloat16 --repeats 10 --warmup 2 --slow-call-s 30)
+    lengths64=(1024 2048 4096 8192 16384 32768)
+    lengths128=(4096 16384)
+    limit64=190
+    limit128=110
+else
+    say "1/3 CPU dry run of the equivalence checks (blocked backend)"
+    timeout 150 "$py" -c "
+import sys; sys.path.insert(0, 'tests/model')
+from test_attention_gpu import check_case
+results = [check_case('blocked', d, 64, m, device='cpu') for d in ('float32', 'bfloat16') for m in ('itc', 'etc')]
+print(*results, sep='\n'); sys.exit(0 if all(r['ok'] for r in results) else 1)" 2>&1 \
+        | tee -a "$log" || status=1
+    bench=(--device cpu --repeats 1 --warmup 1 --contenders ours-blocked dense-sdpa --no-memory
+        --what attention)
+    lengths64=(1024)
+    lengths128=(1024)
+    limit64=120
+    limit128=60
+fi
+
+say "2/3 attention benchmark, block 64"
+timeout "$limit64" "$py" benchmarks/attention.py "${bench[@]}" --block-sizes 64 \
+    --lengths "${lengths64[@]}" --json "$out/attention_b64.json" 2>&1 | tee -a "$log"
+say "block 64 benchmark exit status $?"
+
+say "3/3 attention benchmark, block 128"
+timeout "$limit128" "$py" benchmarks/attention.py "${bench[@]}" --block-sizes 128 \
+    --lengths "${lengths128[@]}" --json "$out/attention_b128.json" 2>&1 | tee -a "$log"
+say "block 128 benchmark exit status $?"
+
+say "done, tests status $status"
+exit "$status"
