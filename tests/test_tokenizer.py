@@ -282,6 +282,27 @@ def test_load_rejects_foreign_sentencepiece_model(tmp_path):
         DNATokenizer.from_pretrained(tmp_path)
 
 
+def assert_hf_matches(tokenizer, hf, seqs) -> int:
+    """Check the Hugging Face tokenizer against ours on ``seqs``; return the tie count.
+
+    BPE must match exactly. Unigram may differ only on exact ties of the Viterbi search:
+    the same pieces in another order (equal total score), which sentencepiece breaks by
+    float32 rounding; HF's segmentation must still spell the sequence.
+    """
+    ties = 0
+    for seq in seqs:
+        ours = tokenizer.encode(seq)
+        theirs = hf(seq, add_special_tokens=False)["input_ids"]
+        if theirs != ours:
+            assert tokenizer.model_type == "unigram"
+            assert sorted(theirs) == sorted(ours)
+            assert tokenizer.decode(theirs) == seq.upper().replace("R", "N").replace("Y", "N")
+            ties += 1
+        assert hf(seq)["input_ids"] == [CLS_ID, *theirs, SEP_ID]
+        assert hf.decode(ours) == tokenizer.decode(ours)
+    return ties
+
+
 def test_hugging_face_export_gives_our_ids(tokenizer, tmp_path):
     transformers = pytest.importorskip("transformers")
     tokenizer.save_pretrained(tmp_path)
@@ -292,12 +313,8 @@ def test_hugging_face_export_gives_our_ids(tokenizer, tmp_path):
     rng = np.random.default_rng(3)
     genome = synthetic_genome(20_000, seed=11)
     seqs = [genome[i : i + int(rng.integers(1, 900))] for i in range(0, 19_000, 500)]
-    seqs += ["N" * 200 + "acgt" + "N" * 3, "ACRYKMGT", "nnnACGT"]
-    for seq in seqs:
-        ours = tokenizer.encode(seq)
-        assert hf(seq, add_special_tokens=False)["input_ids"] == ours
-        assert hf(seq)["input_ids"] == [CLS_ID, *ours, SEP_ID]
-        assert hf.decode(ours) == tokenizer.decode(ours)
+    seqs += ["N" * 200 + "acgt" + "N" * 3, "ACRYKMGT", "nnnACGT", "TG" * 40 + "CA" * 33]
+    assert assert_hf_matches(tokenizer, hf, seqs) <= len(seqs) // 20
 
 
 # ----------------------------------------------------------------------------- commands
@@ -389,13 +406,13 @@ def test_real_excerpt_round_trip_and_hf_parity(shared_data, tmp_path):
     encoded = tokenizer.encode_batch(promoters[:500])
     for seq, ids in zip(promoters[:500], encoded, strict=True):
         assert tokenizer.decode(ids) == seq
-        assert hf(seq, add_special_tokens=False)["input_ids"] == ids
+    assert assert_hf_matches(tokenizer, hf, promoters[:500]) == 0  # BPE: exact
     assert 4.0 < tokenizer.bp_per_token(promoters) < 8.0
 
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_real_32k_unigram_meets_the_gena_lm_anchor(shared_data):
+def test_real_32k_unigram_meets_the_gena_lm_anchor(shared_data, tmp_path):
     """Issue 4 target: at 32k, at least GENA-LM's 6.4 / 5.9 / 6.4 bp per token."""
     from Bio import SeqIO
 
@@ -410,3 +427,8 @@ def test_real_32k_unigram_meets_the_gena_lm_anchor(shared_data):
     assert tokenizer.bp_per_token([held_out]) >= 6.4
     assert tokenizer.bp_per_token(promoters) >= 5.9
     assert tokenizer.bp_per_token(deepsea) >= 6.4
+    transformers = pytest.importorskip("transformers")
+    tokenizer.save_pretrained(tmp_path)
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    seqs = promoters + deepsea
+    assert assert_hf_matches(tokenizer, hf, seqs) <= len(seqs) // 100  # measured: 5 of 3,029

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dnabird.errors import ConfigError, InputError
@@ -241,18 +242,16 @@ def _prepare_output(out: Path, run: dict[str, str]) -> dict[str, Any] | None:
 
 
 def _describe_shard(path: Path) -> dict[str, Any]:
+    """Counts (documents, sentences, tokens, bp), size and sha256 of a written shard."""
     table = pq.read_table(path, columns=["sentence_ids", "sentence_bp"])
-    sentences = pa.chunked_array(
-        [chunk.flatten() for chunk in table.column("sentence_ids").chunks],
-        type=table.schema.field("sentence_ids").type.value_type,
-    )
+    sentences = pc.list_flatten(table.column("sentence_ids"))
     return {
         "file": path.name,
         "rows": table.num_rows,
         "documents": table.num_rows,
         "sentences": len(sentences),
-        "tokens": sum(len(chunk.flatten()) for chunk in sentences.chunks),
-        "bp": int(sum(chunk.flatten().to_numpy().sum() for chunk in table["sentence_bp"].chunks)),
+        "tokens": int(pc.sum(pc.list_value_length(sentences)).as_py() or 0),
+        "bp": int(pc.sum(pc.list_flatten(table.column("sentence_bp"))).as_py() or 0),
         "bytes": path.stat().st_size,
         "sha256": sha256_file(path),
     }

@@ -24,8 +24,9 @@ def masked_lm_sums(
 ) -> dict[str, torch.Tensor]:
     """Sums over predicted positions of one batch.
 
-    ``logits``: [B, L, V] (any float dtype; computed in float32), ``labels``: [B, L] with
-    ``IGNORE_INDEX`` where not predicted, ``bp_per_id``: [V] bp covered by each id.
+    ``logits``: [..., V] (any float dtype; computed in float32), ``labels``: [...] with
+    ``IGNORE_INDEX`` where not predicted (e.g. [B, L, V] and [B, L], or only the predicted
+    rows, [N, V] and [N]), ``bp_per_id``: [V] bp covered by each id.
     Returns float64 scalars: ``nll_nats`` (sum of -ln p), ``correct`` (argmax == label),
     ``tokens`` (predicted positions) and ``bp`` (bp those tokens cover).
     """

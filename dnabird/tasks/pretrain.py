@@ -77,8 +77,17 @@ class PretrainModule(L.LightningModule):
         self._rng_to_restore: torch.Tensor | None = None
         self._last_step_time: float | None = None
 
-    def forward(self, batch: dict[str, torch.Tensor]):
-        return self.model(batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits [N, V], targets [N])`` at the N predicted positions of the batch.
+
+        The same computation as ``BigBirdForMaskedLM.forward`` (encoder, then the tied MLM
+        head) but the head runs only where a label exists: with 10% masking that skips 90%
+        of the [B, L, V] logits, which dominate the step of small models.
+        """
+        hidden = self.model.encoder(batch["input_ids"], batch["attention_mask"])  # (B, L, C)
+        predicted = batch["labels"] != IGNORE_INDEX  # (B, L)
+        embedding = self.model.encoder.embeddings.word_embeddings.weight  # (V, C)
+        return self.model.head(hidden[predicted], embedding), batch["labels"][predicted]
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._rng_to_restore is not None:
@@ -87,15 +96,18 @@ class PretrainModule(L.LightningModule):
         self.model.set_pattern_step(self.global_step)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self(batch)
+        logits, targets = self(batch)
+        # mean cross-entropy over predicted tokens (0, not NaN, when there are none)
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+        loss = loss / max(1, targets.numel())
         labels = batch["labels"]
         with torch.no_grad():
-            sums = masked_lm_sums(out.logits.detach(), labels, self.bp_per_id)
+            sums = masked_lm_sums(logits.detach(), targets, self.bp_per_id)
             tokens = sums["tokens"].clamp(min=1)
             original = torch.where(labels != IGNORE_INDEX, labels, batch["input_ids"])
             real = batch["attention_mask"].bool()
             metrics = {
-                "train/loss": out.loss.detach(),
+                "train/loss": loss.detach(),
                 "train/accuracy": sums["correct"] / tokens,
                 "train/perplexity": torch.exp(sums["nll_nats"] / tokens),
                 "train/bpc": sums["nll_nats"] / math.log(2) / sums["bp"].clamp(min=1),
@@ -107,13 +119,13 @@ class PretrainModule(L.LightningModule):
                 metrics["throughput/bp_per_s"] = self.bp_per_id[original[real]].sum() / elapsed
             self._last_step_time = now
         self.log_dict({k: v.float() for k, v in metrics.items()}, prog_bar=False)
-        self.log("loss", out.loss.detach(), prog_bar=True, logger=False)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False)
         # ranks checkpoints by step (newest kept)
         self.log("global_step", float(self.global_step), logger=False)
-        return out.loss
+        return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.val_metrics.update(self(batch).logits, batch["labels"])
+        self.val_metrics.update(*self(batch))
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()

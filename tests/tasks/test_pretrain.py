@@ -42,6 +42,27 @@ def test_no_weight_decay_on_biases_and_norms() -> None:
     assert len(decay["params"]) + len(no_decay["params"]) == len(names)
 
 
+def test_gathered_logits_and_loss_match_the_model_forward() -> None:
+    from dnabird.model import BigBirdConfig
+
+    torch.manual_seed(0)
+    config = BigBirdConfig.preset("tiny", vocab_size=40, max_position_embeddings=64)
+    module = PretrainModule(config.to_dict(), {}, 10, [0] * 40).eval()
+    ids = torch.randint(5, 40, (2, 64))
+    labels = torch.where(torch.rand(2, 64) < 0.2, ids, -100)
+    mask = torch.ones_like(ids)
+    mask[1, 50:] = 0
+    labels[1, 50:] = -100
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    logits, targets = module(batch)
+    reference = module.model(ids, mask, labels=labels)
+    picked = labels != -100
+    torch.testing.assert_close(logits, reference.logits[picked], rtol=1e-5, atol=1e-5)
+    assert torch.equal(targets, labels[picked])
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    torch.testing.assert_close(loss, reference.loss, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["pretrain_tiny.yaml", "pretrain_grch37.yaml"])
 def test_pipeline_configs_load(name: str) -> None:
     config = load_config(REPO / "pipelines" / name, ["trainer.max_steps=7", "optim.lr=0.5"])

@@ -18,7 +18,9 @@ are multiples of 128 on recent GPUs. A tile pair is
 (uncompiled) FlexAttention ignores the block lists and applies only ``mask_mod``.
 On the CPU, torch 2.13 has no FlexAttention backward and its C++ kernel fails to compile with
 full blocks, so every listed CPU tile is partial and gradients raise :class:`ConfigError`.
-The compiled function is created once per process and reused (recompiled per new shape).
+The compiled function is created once per process and reused. Each new input shape compiles
+again; past ``torch._dynamo.config.recompile_limit`` shapes torch runs it uncompiled (O(L^2)),
+so feed few distinct lengths (pad batches to a fixed length).
 """
 
 from __future__ import annotations
