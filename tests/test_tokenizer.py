@@ -283,11 +283,11 @@ def test_load_rejects_foreign_sentencepiece_model(tmp_path):
 
 
 def assert_hf_matches(tokenizer, hf, seqs) -> int:
-    """Check the Hugging Face tokenizer against ours on ``seqs``; return the tie count.
+    """Check the Hugging Face tokenizer against ours on ``seqs``; return the near-tie count.
 
-    BPE must match exactly. Unigram may differ only on exact ties of the Viterbi search:
-    the same pieces in another order (equal total score), which sentencepiece breaks by
-    float32 rounding; HF's segmentation must still spell the sequence.
+    BPE must match exactly. Unigram may differ only on near-ties of the Viterbi search:
+    another segmentation of the same sequence whose total log-probability equals ours
+    within float32 rounding (sentencepiece sums scores in float32, HF in float64).
     """
     ties = 0
     for seq in seqs:
@@ -295,8 +295,10 @@ def assert_hf_matches(tokenizer, hf, seqs) -> int:
         theirs = hf(seq, add_special_tokens=False)["input_ids"]
         if theirs != ours:
             assert tokenizer.model_type == "unigram"
-            assert sorted(theirs) == sorted(ours)
             assert tokenizer.decode(theirs) == seq.upper().replace("R", "N").replace("Y", "N")
+            score_ours = sum(tokenizer._sp.get_score(i) for i in ours)
+            score_theirs = sum(tokenizer._sp.get_score(i) for i in theirs)
+            assert score_theirs == pytest.approx(score_ours, rel=1e-6)
             ties += 1
         assert hf(seq)["input_ids"] == [CLS_ID, *theirs, SEP_ID]
         assert hf.decode(ours) == tokenizer.decode(ours)
@@ -431,4 +433,4 @@ def test_real_32k_unigram_meets_the_gena_lm_anchor(shared_data, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
     seqs = promoters + deepsea
-    assert assert_hf_matches(tokenizer, hf, seqs) <= len(seqs) // 100  # measured: 5 of 3,029
+    assert assert_hf_matches(tokenizer, hf, seqs) <= len(seqs) // 100  # measured: 19 of 3,029

@@ -164,7 +164,8 @@ def test_ddp_ranks_see_disjoint_data_covering_the_epoch(token_folder: Path, tmp_
             "trainer.accumulate_grad_batches": 1,
             "trainer.max_steps": 14,
             "trainer.checkpoint_every_steps": 14,
-            "data.val_batches": 0,
+            "data.val_batches": 5,  # ranks may hold unequal validation batches
+            "trainer.val_every_steps": 7,
             "data.max_length": 512,
             "data.batch_size": 8,
             "model.overrides": {
@@ -174,6 +175,8 @@ def test_ddp_ranks_see_disjoint_data_covering_the_epoch(token_folder: Path, tmp_
         },
     )
     _run(config, tmp_path / "ddp.jsonl")
+    manifest = json.loads((tmp_path / "ddp" / "model" / "manifest.json").read_text())
+    assert "val/bpc" in manifest["final_metrics"]  # validation ran and synced across ranks
     seen = {}
     for rank in (0, 1):
         records = _records(tmp_path / f"ddp.jsonl.rank{rank}")
