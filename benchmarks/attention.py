@@ -50,6 +50,10 @@ from dnabird.model.patterns import make_pattern
 HEADS, HEAD_DIM, HIDDEN, INTERMEDIATE = 12, 64, 768, 3072
 OURS = ("ours-blocked", "ours-flex")
 PEERS = ("hf-block-sparse", "dense-sdpa")
+SHORT = ("ours-dense",)
+"""Not run by default: masked dense SDPA with the pattern's mask, what ``auto`` runs for short
+sequences (``--what attention --contenders ours-blocked ours-dense`` measures the crossover)."""
+ALL = (*OURS, *PEERS, *SHORT)
 
 
 def model_config(block_size: int, length: int, backend: str) -> BigBirdConfig:
@@ -139,6 +143,7 @@ def attention_contenders(length, block_size, device, dtype, train):
         {
             "ours-blocked": lambda: sparse_attention(q, k, v, pattern, backend="blocked"),
             "ours-flex": lambda: sparse_attention(q, k, v, pattern, backend="flex"),
+            "ours-dense": lambda: sparse_attention(q, k, v, pattern, backend="dense"),
             "hf-block-sparse": hf_run,
             "dense-sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
         },
@@ -251,7 +256,7 @@ def pattern_pairs(pattern, length: int) -> float:
 def measure(args, what, length, block_size, train, device, dtype):
     make = attention_contenders if what == "attention" else layer_contenders
     runs, tensors, pattern = make(length, block_size, device, dtype, train)
-    names = [n for n in (*OURS, *PEERS) if n in args.contenders]
+    names = [n for n in ALL if n in args.contenders and n in runs]
     if train and device.type == "cpu":
         names = [n for n in names if n != "ours-flex"]  # no CPU FlexAttention backward
     clock = Clock(device)
@@ -301,7 +306,7 @@ def report(results: list[dict], out=sys.stdout) -> dict:
         rows = [
             r for r in results if (r["what"], r["mode"], r["block_size"]) == (what, mode, block)
         ]
-        names = [n for n in (*OURS, *PEERS) if n in rows[0]["median_s"]]
+        names = [n for n in ALL if n in rows[0]["median_s"]]
         print(f"\n### {what}, {mode}, block {block}: median ms (ratios = peer / ours)", file=out)
         head = ["L", *names]
         for ours in [n for n in OURS if n in names]:
@@ -314,10 +319,12 @@ def report(results: list[dict], out=sys.stdout) -> dict:
             cells = [str(r["length"])] + [f"{med[n] * 1e3:.1f}" for n in names]
             for ours in [n for n in OURS if n in names]:
                 cells += [f"{med[p] / med[ours]:.2f}" for p in PEERS if p in names]
-            best = min(med[n] for n in OURS if n in med)
+            best = min((med[n] for n in OURS if n in med), default=None)
             ceiling = r["pairs_dense"] / r["pairs_ours"]
             cells.append(
-                f"{med['dense-sdpa'] / best / ceiling:.2f}" if "dense-sdpa" in med else "-"
+                f"{med['dense-sdpa'] / best / ceiling:.2f}"
+                if "dense-sdpa" in med and best is not None
+                else "-"
             )
             print("| " + " | ".join(cells) + " |", file=out)
         if "peak_bytes" in rows[0]:
@@ -356,7 +363,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--what", nargs="+", default=["attention", "layer"])
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"])
-    parser.add_argument("--contenders", nargs="+", default=[*OURS, *PEERS])
+    parser.add_argument("--contenders", nargs="+", default=[*OURS, *PEERS], choices=ALL)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument(

@@ -72,5 +72,19 @@ timeout "$limit128" "$py" benchmarks/attention.py "${bench[@]}" --block-sizes 12
     --lengths "${lengths128[@]}" --json "$out/attention_b128.json" 2>&1 | tee -a "$log"
 say "block 128 benchmark exit status $?"
 
+# --- MLM training step, ours vs HF BigBirdForMaskedLM block_sparse (issue 6) ---------
+# base preset, 4096 tokens, bf16 autocast on GPU; tokens/s, ratio and peak memory.
+# Writes OUT_DIR/train_step.json. On the CPU dry run: tiny preset, 1024 tokens.
+say "extra: MLM training step, ours vs HF"
+if [ "$device" = cuda ]; then
+    step_args=(--preset base --length 4096 --batch 1 --steps 5 --warmup 2 --device cuda)
+else
+    step_args=(--preset tiny --length 1024 --batch 1 --steps 1 --warmup 1 --device cpu)
+fi
+timeout 90 "$py" benchmarks/train_step.py "${step_args[@]}" --json "$out/train_step.json" \
+    2>&1 | tee -a "$log"
+say "train step benchmark exit status $?"
+# --- end of MLM training step block ------------------------------------------------------
+
 say "done, tests status $status"
 exit "$status"

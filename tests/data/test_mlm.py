@@ -207,3 +207,21 @@ def test_too_few_documents_for_readers_is_config_error() -> None:
     ds = _dataset(source, rank=1, world_size=2)
     with pytest.raises(ConfigError, match="no training sequence"):
         next(iter(ds))
+
+
+def test_tokenizer_masker_never_predicts_specials_or_n_runs() -> None:
+    from dnabird.data.mlm import make_masker
+    from dnabird.tokenizer import FIRST_LEARNED_ID, DNATokenizer
+
+    rng = np.random.default_rng(0)
+    sentences = ["".join(rng.choice(list("ACGT"), size=300)) for _ in range(50)]
+    tokenizer = DNATokenizer.train(sentences, vocab_size=40)
+    masker = make_masker(MaskingConfig(rate=1.0), tokenizer)
+    ids = np.array(tokenizer.encode("ACGTNNNNNNNNACGTACGGATTACA" * 20))
+    assert (ids < FIRST_LEARNED_ID).any() and (ids >= FIRST_LEARNED_ID).any()
+    inputs, labels = masker(ids, np.random.default_rng(1))
+    fixed = ids < FIRST_LEARNED_ID
+    assert (labels[fixed] == IGNORE_INDEX).all()  # N-run pieces and specials never predicted
+    assert (labels[~fixed] == ids[~fixed]).all()  # rate 1.0: every learned piece predicted
+    replaced = (inputs != ids) & (inputs != 4)
+    assert (inputs[replaced] >= FIRST_LEARNED_ID).all()

@@ -103,6 +103,19 @@ def test_blocked_matches_dense_outputs_and_gradients(case):
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=f"grad of {name}")
 
 
+def test_blocked_inference_path_matches_dense():
+    """Without gradients the blocked kernel takes a separate (fused softmax) path."""
+    num_blocks, mode, g, r, lengths = CASES["etc-padded-batch"]
+    pattern = pattern_for(num_blocks, mode=mode, g=g, r=r)
+    keep = padding_mask(lengths, max(lengths))
+    q, k, v = inputs(len(lengths), 3, max(lengths))
+    with torch.inference_mode():
+        got = sparse_attention(q, k, v, pattern, keep, backend="blocked")
+    want = dense_attention(q, k, v, pattern, keep)
+    for b, n in enumerate(lengths):
+        torch.testing.assert_close(got[b, :, :n], want[b, :, :n], atol=ATOL, rtol=0)
+
+
 def test_blocked_handles_many_chunks(monkeypatch):
     """Rows are processed in chunks; a tiny chunk size must not change the result."""
     import dnabird.model.attention.blocked as blocked

@@ -33,10 +33,10 @@ from dnabird.model.patterns import BlockPattern
 BACKENDS = ("auto", "dense", "blocked", "flex")
 
 DENSE_MAX_BLOCKS = 12
-"""``auto`` uses the dense backend up to this many blocks (768 tokens at b = 64). Measured on
-the 2-core CPU container, 12 heads of width 64, b = 64, r = 3: masked dense SDPA was faster
-up to 12 blocks (768 tokens: 31 vs 34 ms forward, 78 vs 102 ms forward+backward), the blocked
-backend from 16 blocks (1024 tokens: 47 vs 81 ms, 143 vs 171 ms)."""
+"""``auto`` uses the dense backend up to this many blocks (768 tokens at b = 64). Measured with
+``benchmarks/attention.py --contenders ours-blocked ours-dense`` on the 2-core CPU container
+(12 heads of width 64, b = 64, r = 3; table in ``benchmarks/RESULTS.md``): masked dense SDPA
+was faster up to 768 tokens, the blocked backend from 1024 tokens."""
 
 
 def choose_backend(

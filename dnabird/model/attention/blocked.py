@@ -226,18 +226,21 @@ class _SparseRows(torch.autograd.Function):
         # query: [B, H, n, b, D] (pre-scaled); k_blocks, v_blocks: [B, H, NB, b, D]
         batch, heads, n, b, dim = query.shape
         k_sources, v_sources = layout.sources(k_blocks), layout.sources(v_blocks)
+        training = any(ctx.needs_input_grad[:3])
         out = torch.empty_like(query)
         lse = torch.empty(query.shape[:-1], dtype=query.dtype, device=query.device)
         for lo, hi in layout.chunks(batch, heads, n, b):
             keys = layout.slots(k_sources, lo, hi)  # [B, H, c, T, D]
             scores = torch.matmul(query[:, :, lo:hi], keys.transpose(-1, -2))  # [B,H,c,b,T]
             scores += layout.bias[:, :, lo:hi]
-            # In-place softmax that also yields the log-sum-exp for the backward pass.
-            top = scores.amax(dim=-1, keepdim=True)  # [B, H, c, b, 1]
-            probs = scores.sub_(top).exp_()
-            total = probs.sum(dim=-1, keepdim=True)
-            probs /= total
-            lse[:, :, lo:hi] = (top + total.log()).squeeze(-1)
+            if training:  # in-place softmax that also yields the log-sum-exp for backward
+                top = scores.amax(dim=-1, keepdim=True)  # [B, H, c, b, 1]
+                probs = scores.sub_(top).exp_()
+                total = probs.sum(dim=-1, keepdim=True)
+                probs /= total
+                lse[:, :, lo:hi] = (top + total.log()).squeeze(-1)
+            else:  # inference: one fused kernel
+                probs = torch.softmax(scores, dim=-1)
             mask = layout.dropout_mask(probs.shape, lo, probs.device)
             if mask is not None:
                 probs *= mask
