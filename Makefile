@@ -6,6 +6,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dnabird-installed
 PYTEST_ARGS ?=
+# PyTorch's OpenMP threads spin-wait between ops by default; on a shared CPU that slowed
+# the many small ops of sparse attention up to 40x (benchmarks/RESULTS.md). Passive waiting
+# costs little on an idle machine.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test test-all test-gpu bench lint format clean
 

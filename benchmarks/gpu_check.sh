@@ -8,10 +8,12 @@
 #    pytest when installed, else the file runs as a script).
 # 2. The attention benchmark in bf16 with CUDA-event timing after warm-up: block size 64
 #    (1k..32k tokens) and 128 (4k, 16k), attention alone and one encoder layer.
+# 3. One MLM training step, ours vs HF (benchmarks/train_step.py).
 # Writes OUT_DIR/gpu_check.log, gpu_tests.json (or .xml), attention_b64.json,
-# attention_b128.json. Every stage runs under `timeout`, so the whole script ends within
-# 8 minutes; a stage cut short keeps what it measured (the benchmark writes its JSON after
-# every length). Exit status: 0 when the tests passed, 1 otherwise.
+# attention_b128.json, train_step.json. Every stage runs under `timeout` (120 + 150 + 90 + 90
+# s), so the whole script ends within 8 minutes; a stage cut short keeps what it measured (the
+# attention benchmark writes its JSON after every length). Exit status: 0 when the tests
+# passed, 1 otherwise.
 # Set CHECK_DEVICE=cpu for a dry run of the plumbing on a CPU machine (blocked only, short).
 set -u -o pipefail
 
@@ -35,17 +37,17 @@ status=0
 if [ "$device" = cuda ]; then
     say "1/3 CUDA equivalence tests"
     if "$py" -c "import pytest" 2>/dev/null; then
-        timeout 150 "$py" -m pytest tests/model/test_attention_gpu.py -q -m gpu \
+        timeout 120 "$py" -m pytest tests/model/test_attention_gpu.py -q -m gpu \
             -p no:cacheprovider --junitxml "$out/gpu_tests.xml" 2>&1 | tee -a "$log" || status=1
     else
-        timeout 150 "$py" tests/model/test_attention_gpu.py "$out/gpu_tests.json" 2>&1 \
+        timeout 120 "$py" tests/model/test_attention_gpu.py "$out/gpu_tests.json" 2>&1 \
             | tee -a "$log" || status=1
     fi
     bench=(--device cuda --dtype bfloat16 --repeats 10 --warmup 2 --slow-call-s 30)
     lengths64=(1024 2048 4096 8192 16384 32768)
     lengths128=(4096 16384)
-    limit64=190
-    limit128=110
+    limit64=150
+    limit128=90
 else
     say "1/3 CPU dry run of the equivalence checks (blocked backend)"
     timeout 150 "$py" -c "
