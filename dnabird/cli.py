@@ -64,13 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: int, quiet: int) -> None:
-    level = logging.INFO + 10 * (quiet - verbose)
+    level = max(logging.DEBUG, min(logging.INFO + 10 * (quiet - verbose), logging.CRITICAL))
     logging.basicConfig(
-        level=max(logging.DEBUG, min(level, logging.CRITICAL)),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # libraries that set their own logger
+        handler.setLevel(level)  # levels (Lightning) still obey -v/-q
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,3 +65,33 @@ def read_manifest(folder: str | os.PathLike, stage: str | None = None) -> dict[s
             f"{path}: manifest is for stage {manifest.get('stage')!r}, expected {stage!r}"
         )
     return manifest
+
+
+def verified_shards(
+    folder: str | os.PathLike, manifest: dict[str, Any], verify: bool = True
+) -> tuple[list[Path], list[int]]:
+    """Check the Parquet shards a manifest lists; return (paths, rows per shard).
+
+    Each entry of ``manifest["shards"]`` holds ``file``, ``rows``, ``bytes`` and ``sha256``.
+    Every shard must exist with the recorded size and row count; with ``verify`` its sha256
+    is checked too (reads every byte: use ``verify=False`` in data-loader workers).
+    """
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    try:
+        entries = manifest["shards"]
+        rows = [int(entry["rows"]) for entry in entries]
+        paths = [folder / entry["file"] for entry in entries]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{folder}/{MANIFEST_NAME}: missing or malformed 'shards' list") from None
+    for entry, path, count in zip(entries, paths, rows, strict=True):
+        if not path.is_file():
+            raise InputError(f"{path}: shard listed in the manifest is missing")
+        if path.stat().st_size != entry["bytes"]:
+            raise InputError(f"{path}: size differs from the manifest (truncated or replaced)")
+        if verify and sha256_file(path) != entry["sha256"]:
+            raise InputError(f"{path}: sha256 differs from the manifest (corrupt or replaced)")
+        if pq.ParquetFile(path).metadata.num_rows != count:
+            raise InputError(f"{path}: row count differs from the manifest")
+    return paths, rows

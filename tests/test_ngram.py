@@ -93,3 +93,14 @@ def test_non_acgt_breaks_context_and_is_not_scored() -> None:
 def test_bad_order_is_config_error() -> None:
     with pytest.raises(ConfigError):
         KmerMarkovModel(20)
+
+
+@pytest.mark.realdata
+def test_real_dna_is_predictable_below_two_bits(shared_data) -> None:
+    from dnabird.tasks.evaluate_mlm import read_fasta
+
+    (sequence,) = read_fasta(shared_data / "genome" / "hg38_chr2_1-2333275.fa.gz").values()
+    train, test = sequence[10_000:1_010_000], sequence[2_033_275:2_133_275]
+    bpc, bases = KmerMarkovModel(6).fit([train]).bits_per_character([test])
+    assert bases == 100_000
+    assert 1.8 < bpc < 1.97  # real DNA has short-range structure; uniform would be 2.0

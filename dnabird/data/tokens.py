@@ -36,9 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dnabird.errors import ConfigError, InputError
+from dnabird.errors import ConfigError
 from dnabird.files import atomic_path, sha256_file, write_text_atomic
-from dnabird.manifest import new_manifest, read_manifest, write_manifest
+from dnabird.manifest import new_manifest, read_manifest, verified_shards, write_manifest
 from dnabird.progress import progress
 
 STAGE = "tokenize"
@@ -270,19 +270,7 @@ class TokenShards:
     def __init__(self, folder: str | os.PathLike, verify: bool = True) -> None:
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder, stage=STAGE)
-        try:
-            entries = self.manifest["shards"]
-            self.shards = [self.folder / entry["file"] for entry in entries]
-            self._rows = [int(entry["rows"]) for entry in entries]
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{self.folder}/manifest.json: malformed 'shards' list") from None
-        for entry, path in zip(entries, self.shards, strict=True):
-            if not path.is_file():
-                raise InputError(f"{path}: shard listed in the manifest is missing")
-            if path.stat().st_size != entry["bytes"]:
-                raise InputError(f"{path}: size differs from the manifest (truncated or replaced)")
-            if verify and sha256_file(path) != entry["sha256"]:
-                raise InputError(f"{path}: sha256 differs from the manifest (corrupt or replaced)")
+        self.shards, self._rows = verified_shards(self.folder, self.manifest, verify)
         self.tokenizer_dir = self.folder / self.manifest.get("tokenizer_dir", TOKENIZER_DIR)
 
     def __len__(self) -> int:

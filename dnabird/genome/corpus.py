@@ -27,10 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dnabird.errors import InputError
 from dnabird.files import atomic_path, sha256_file
 from dnabird.genome.cutting import Cut
-from dnabird.manifest import read_manifest
+from dnabird.manifest import read_manifest, verified_shards
 
 STAGE = "preprocess"
 SHARD_PATTERN = "shard-{:05d}.parquet"
@@ -171,23 +170,7 @@ class Corpus:
     def __init__(self, folder: str | os.PathLike, verify: bool = True) -> None:
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder, stage=STAGE)
-        try:
-            entries = self.manifest["shards"]
-            self._rows = [int(e["rows"]) for e in entries]
-            self.shards = [self.folder / e["file"] for e in entries]
-        except (KeyError, TypeError, ValueError):
-            raise InputError(
-                f"{self.folder}/manifest.json: missing or malformed 'shards'"
-            ) from None
-        for entry, path in zip(entries, self.shards, strict=True):
-            if not path.is_file():
-                raise InputError(f"{path}: shard listed in the manifest is missing")
-            if path.stat().st_size != entry["bytes"]:
-                raise InputError(f"{path}: size differs from the manifest (truncated or replaced)")
-            if verify and sha256_file(path) != entry["sha256"]:
-                raise InputError(f"{path}: sha256 differs from the manifest (corrupt or replaced)")
-            if pq.ParquetFile(path).metadata.num_rows != entry["rows"]:
-                raise InputError(f"{path}: row count differs from the manifest")
+        self.shards, self._rows = verified_shards(self.folder, self.manifest, verify)
 
     def __len__(self) -> int:
         return sum(self._rows)

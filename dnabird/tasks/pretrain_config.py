@@ -91,6 +91,11 @@ def _coerce(value: Any, default: Any, annotation: str, where: str) -> Any:
         return value
     if isinstance(default, float) and isinstance(value, int):
         return float(value)
+    if isinstance(default, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if isinstance(default, (int, float, str, list, dict)) and not isinstance(value, type(default)):
         raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
     return value

@@ -44,6 +44,18 @@ def _precision(config: PretrainConfig) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
+def _route_lightning_logs() -> None:
+    """When the application has configured logging (the CLI has), send Lightning's records
+    through that handler alone, at its level: Lightning's import adds a console handler of
+    its own, which printed every message twice."""
+    import lightning  # noqa: F401 - the import is what adds the handler
+
+    if logging.getLogger().handlers:
+        logging.getLogger("lightning").handlers.clear()
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+
 def _loggers(out: Path) -> list:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -87,6 +99,7 @@ def run_pretrain(
     from dnabird.progress import enabled as progress_enabled
     from dnabird.tasks.pretrain import PretrainModule
 
+    _route_lightning_logs()
     out = Path(config.out)
     last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
     if resume and not last.is_file():

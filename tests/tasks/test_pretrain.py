@@ -69,6 +69,13 @@ def test_pipeline_configs_load(name: str) -> None:
     assert config.trainer.max_steps == 7 and config.optim.lr == 0.5
 
 
+def test_float_overrides_accept_exponent_notation() -> None:
+    # YAML 1.1 parses "1e-4" (no dot) as a string; users type it that way.
+    assert load_config(None, ["optim.lr=1e-4"]).optim.lr == 1e-4
+    with pytest.raises(ConfigError, match="optim.lr: expected float"):
+        load_config(None, ["optim.lr=fast"])
+
+
 def test_bad_config_entries_are_one_line_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown key.*max_step"):
         load_config(None, ["trainer.max_step=7"])

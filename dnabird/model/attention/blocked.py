@@ -112,13 +112,8 @@ def _ordinary_rows(q, k, v, pattern, key_padding_mask, dropout_p, start, stop) -
     keep = keep.expand(-1, -1, -1, -1, b).reshape(keep.shape[0], heads, n, 1, -1)
     head_offset = torch.arange(heads, device=device)[:, None, None] * nb  # [H, 1, 1]
     layout = _SlotLayout(
-        start=start,
-        half=half,
-        pad_front=max(0, half - start),
-        pad_back=max(0, stop - 1 + half - (nb - 1)),
-        global_idx=global_idx,
-        random_flat=(random_idx.clamp(min=0) + head_offset),  # [H, n, R] into H*NB blocks
-        bias=_keep_to_bias(keep, q.dtype),  # [B or 1, H, n, 1, T]
+        slot_flat=slot_idx + head_offset,  # [H, n, S] into the H*NB blocks of all heads
+        bias=_keep_to_bias(keep.expand(batch, -1, -1, -1, -1), q.dtype),  # [B, H, n, 1, T]
         dropout_p=dropout_p,
         seed=int(torch.randint(0, 2**62, (1,))) if dropout_p > 0.0 else 0,
     )
@@ -133,20 +128,11 @@ def _ordinary_rows(q, k, v, pattern, key_padding_mask, dropout_p, start, stop) -
 class _SlotLayout:
     """Where the key slots of the ordinary rows come from (see :func:`_ordinary_rows`)."""
 
-    start: int
-    """First ordinary query block."""
-    half: int
-    """Window half-width in blocks (w // 2)."""
-    pad_front: int
-    """Zero blocks needed before block 0 by the first row's window."""
-    pad_back: int
-    """Zero blocks needed after the last block by the last row's window."""
-    global_idx: torch.Tensor
-    """``[G]`` global key blocks."""
-    random_flat: torch.Tensor
-    """``[H, n, R]`` random key blocks as indices into the ``H * NB`` blocks of all heads."""
+    slot_flat: torch.Tensor
+    """``[H, n, S]`` key block of every slot, as an index into the ``H * NB`` blocks of all
+    heads (slots that are not real keys point at some block and are masked by ``bias``)."""
     bias: torch.Tensor
-    """``[B or 1, H, n, 1, T]`` additive score bias (0 or the dtype's minimum)."""
+    """``[B, H, n, 1, T]`` additive score bias (0 or the dtype's minimum)."""
     dropout_p: float
     """Dropout probability on attention probabilities."""
     seed: int
@@ -159,49 +145,27 @@ class _SlotLayout:
         for lo in range(0, n, size):
             yield lo, min(n, lo + size)
 
-    @property
-    def padded(self) -> bool:
-        """Whether some window reaches past the sequence (zero blocks are added there)."""
-        return self.pad_front > 0 or self.pad_back > 0
-
-    def sources(self, blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """What :meth:`slots` reads: the blocks ``[B, H, NB, b, D]``, the same with zero blocks
-        where windows reach past the sequence (the blocks themselves when none do — always
-        with ITC and g >= 2), and the global blocks ``[B, H, 1, G, b, D]``."""
-        padded = blocks
-        if self.padded:
-            padded = F.pad(blocks, (0, 0, 0, 0, self.pad_front, self.pad_back))
-        return blocks, padded, blocks[:, :, self.global_idx][:, :, None]
-
-    def first_window_block(self, lo: int) -> int:
-        """Index into the padded blocks of the first window block of relative row ``lo``."""
-        return self.start + lo - self.half + self.pad_front
-
-    def slots(self, sources: tuple[torch.Tensor, ...], lo: int, hi: int) -> torch.Tensor:
-        """Keys (or values) of the slots of rows ``lo .. hi-1``: ``[B, H, c, T, D]``."""
-        blocks, padded, globals_ = sources
+    def slots(self, blocks: torch.Tensor, lo: int, hi: int, buffer: torch.Tensor) -> torch.Tensor:
+        """Keys (or values) of the slots of rows ``lo .. hi-1``: ``[B, H, c, T, D]``, gathered
+        from the blocks ``[B, H, NB, b, D]`` by one ``index_select`` into the front of
+        ``buffer`` (1-d, reused by every chunk: fresh multi-MiB tensors cost page faults)."""
         batch, heads, nb, b, dim = blocks.shape
-        c, first = hi - lo, self.first_window_block(lo)
-        window = [padded[:, :, first + j : first + j + c, None] for j in range(2 * self.half + 1)]
-        random = blocks.reshape(batch, heads * nb, b, dim).index_select(
-            1, self.random_flat[:, lo:hi].reshape(-1)
-        )  # [B, H*c*R, b, D]
-        random = random.view(batch, heads, c, -1, b, dim)
-        slots = torch.cat([globals_.expand(-1, -1, c, -1, -1, -1), *window, random], dim=3)
-        return slots.view(batch, heads, c, -1, dim)  # [B, H, c, S*b, D]
+        index = self.slot_flat[:, lo:hi].reshape(-1)  # [H*c*S]
+        picked = buffer[: batch * len(index) * b * dim].view(batch, len(index), b, dim)
+        torch.index_select(blocks.reshape(batch, heads * nb, b, dim), 1, index, out=picked)
+        return picked.view(batch, heads, hi - lo, -1, dim)
 
-    def scatter_slots(self, grad_blocks, grad_padded, grad_slots, lo: int, hi: int) -> None:
+    def slot_buffer(self, blocks: torch.Tensor, n: int) -> torch.Tensor:
+        """A 1-d buffer large enough for :meth:`slots` of the largest chunk."""
+        batch, heads, _, b, dim = blocks.shape
+        rows = max(hi - lo for lo, hi in self.chunks(batch, heads, n, b))
+        return blocks.new_empty(batch * heads * rows * self.slot_flat.shape[-1] * b * dim)
+
+    def scatter_slots(self, grad_blocks, grad_slots, lo: int, hi: int) -> None:
         """Add slot gradients ``[B, H, c, T, D]`` back onto their blocks (inverse of slots)."""
         batch, heads, nb, b, dim = grad_blocks.shape
-        c, first, g = hi - lo, self.first_window_block(lo), len(self.global_idx)
-        grad_slots = grad_slots.view(batch, heads, c, -1, b, dim)  # [B, H, c, S, b, D]
-        if g:
-            grad_blocks.index_add_(2, self.global_idx, grad_slots[:, :, :, :g].sum(2))
-        for j in range(2 * self.half + 1):
-            grad_padded[:, :, first + j : first + j + c] += grad_slots[:, :, :, g + j]
-        random = grad_slots[:, :, :, g + 2 * self.half + 1 :]  # [B, H, c, R, b, D]
         grad_blocks.view(batch, heads * nb, b, dim).index_add_(
-            1, self.random_flat[:, lo:hi].reshape(-1), random.reshape(batch, -1, b, dim)
+            1, self.slot_flat[:, lo:hi].reshape(-1), grad_slots.reshape(batch, -1, b, dim)
         )
 
     def dropout_mask(self, shape, lo: int, device) -> torch.Tensor | None:
@@ -213,11 +177,19 @@ class _SlotLayout:
         return keep.to(self.bias.dtype) / (1.0 - self.dropout_p)
 
 
+def _as_4d(x: torch.Tensor) -> torch.Tensor:
+    """``[B, H, c, ..., X]`` -> ``[B*H, c, ..., X]`` (a view for the slices used here)."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
 class _SparseRows(torch.autograd.Function):
     """Softmax attention of each ordinary query block over its slots, chunk by chunk.
 
-    Forward saves only the inputs, the output and the row log-sum-exp; backward recomputes the
-    probabilities chunk by chunk (as FlashAttention does), so memory stays ``O(L * D)`` plus
+    Without dropout every chunk is one fused CPU FlashAttention call (forward, and its backward
+    kernel in backward) on ``[B*H, c, b, D]`` queries and ``[B*H, c, T, D]`` gathered slots,
+    rows of the chunk acting as heads. With dropout (which that kernel lacks) the chunk is two
+    matmuls around an explicit softmax. Forward saves only the inputs, the output and the row
+    log-sum-exp; backward regathers the slots chunk by chunk, so memory stays ``O(L * D)`` plus
     one chunk, and slot gradients are added back in place onto the key and value blocks.
     """
 
@@ -225,26 +197,34 @@ class _SparseRows(torch.autograd.Function):
     def forward(ctx, query, k_blocks, v_blocks, layout: _SlotLayout):
         # query: [B, H, n, b, D] (pre-scaled); k_blocks, v_blocks: [B, H, NB, b, D]
         batch, heads, n, b, dim = query.shape
-        k_sources, v_sources = layout.sources(k_blocks), layout.sources(v_blocks)
-        training = any(ctx.needs_input_grad[:3])
         out = torch.empty_like(query)
         lse = torch.empty(query.shape[:-1], dtype=query.dtype, device=query.device)
+        k_buffer, v_buffer = layout.slot_buffer(k_blocks, n), layout.slot_buffer(v_blocks, n)
         for lo, hi in layout.chunks(batch, heads, n, b):
-            keys = layout.slots(k_sources, lo, hi)  # [B, H, c, T, D]
+            keys = layout.slots(k_blocks, lo, hi, k_buffer)  # [B, H, c, T, D]
+            values = layout.slots(v_blocks, lo, hi, v_buffer)
+            if layout.dropout_p == 0.0 and query.device.type == "cpu":
+                chunk_out, chunk_lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                    _as_4d(query[:, :, lo:hi]),
+                    _as_4d(keys),
+                    _as_4d(values),
+                    attn_mask=_as_4d(layout.bias[:, :, lo:hi]),
+                    scale=1.0,
+                )  # [B*H, c, b, D], [B*H, c, b]
+                out[:, :, lo:hi] = chunk_out.view(batch, heads, hi - lo, b, dim)
+                lse[:, :, lo:hi] = chunk_lse.view(batch, heads, hi - lo, b)
+                continue
             scores = torch.matmul(query[:, :, lo:hi], keys.transpose(-1, -2))  # [B,H,c,b,T]
             scores += layout.bias[:, :, lo:hi]
-            if training:  # in-place softmax that also yields the log-sum-exp for backward
-                top = scores.amax(dim=-1, keepdim=True)  # [B, H, c, b, 1]
-                probs = scores.sub_(top).exp_()
-                total = probs.sum(dim=-1, keepdim=True)
-                probs /= total
-                lse[:, :, lo:hi] = (top + total.log()).squeeze(-1)
-            else:  # inference: one fused kernel
-                probs = torch.softmax(scores, dim=-1)
+            top = scores.amax(dim=-1, keepdim=True)  # [B, H, c, b, 1]
+            probs = scores.sub_(top).exp_()
+            total = probs.sum(dim=-1, keepdim=True)
+            probs /= total
+            lse[:, :, lo:hi] = (top + total.log()).squeeze(-1)
             mask = layout.dropout_mask(probs.shape, lo, probs.device)
             if mask is not None:
                 probs *= mask
-            out[:, :, lo:hi] = torch.matmul(probs, layout.slots(v_sources, lo, hi))
+            out[:, :, lo:hi] = torch.matmul(probs, values)
         ctx.save_for_backward(query, k_blocks, v_blocks, out, lse)
         ctx.layout = layout
         return out
@@ -254,19 +234,33 @@ class _SparseRows(torch.autograd.Function):
         query, k_blocks, v_blocks, out, lse = ctx.saved_tensors
         layout: _SlotLayout = ctx.layout
         batch, heads, n, b, dim = query.shape
-        k_sources, v_sources = layout.sources(k_blocks), layout.sources(v_blocks)
         grad_out = grad_out.contiguous()
-        delta = (grad_out * out).sum(-1)  # [B, H, n, b]
+        fused = layout.dropout_p == 0.0 and query.device.type == "cpu"
+        delta = None if fused else (grad_out * out).sum(-1)  # [B, H, n, b]
         grad_query = torch.empty_like(query)
         grad_k, grad_v = torch.zeros_like(k_blocks), torch.zeros_like(v_blocks)
-        grad_k_padded, grad_v_padded = grad_k, grad_v  # window gradients land here
-        if layout.padded:
-            grad_k_padded = torch.zeros_like(k_sources[1])  # [B, H, NB + pads, b, D]
-            grad_v_padded = torch.zeros_like(v_sources[1])
+        k_buffer, v_buffer = layout.slot_buffer(k_blocks, n), layout.slot_buffer(v_blocks, n)
         for lo, hi in layout.chunks(batch, heads, n, b):
-            keys = layout.slots(k_sources, lo, hi)  # [B, H, c, T, D]
-            values = layout.slots(v_sources, lo, hi)
+            keys = layout.slots(k_blocks, lo, hi, k_buffer)  # [B, H, c, T, D]
+            values = layout.slots(v_blocks, lo, hi, v_buffer)
             q_chunk, g_chunk = query[:, :, lo:hi], grad_out[:, :, lo:hi]  # [B, H, c, b, D]
+            if fused:
+                grads = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+                    _as_4d(g_chunk),
+                    _as_4d(q_chunk),
+                    _as_4d(keys),
+                    _as_4d(values),
+                    _as_4d(out[:, :, lo:hi]),
+                    _as_4d(lse[:, :, lo:hi]),
+                    0.0,
+                    False,
+                    attn_mask=_as_4d(layout.bias[:, :, lo:hi]),
+                    scale=1.0,
+                )  # [B*H, c, b, D], [B*H, c, T, D], [B*H, c, T, D]
+                grad_query[:, :, lo:hi] = grads[0].view(q_chunk.shape)
+                layout.scatter_slots(grad_k, grads[1], lo, hi)
+                layout.scatter_slots(grad_v, grads[2], lo, hi)
+                continue
             scores = torch.matmul(q_chunk, keys.transpose(-1, -2))  # [B, H, c, b, T]
             scores += layout.bias[:, :, lo:hi]
             probs = scores.sub_(lse[:, :, lo:hi, :, None]).exp_()
@@ -280,10 +274,6 @@ class _SparseRows(torch.autograd.Function):
             grad_scores = probs.mul_(grad_probs.sub_(delta[:, :, lo:hi, :, None]))
             grad_query[:, :, lo:hi] = torch.matmul(grad_scores, keys)
             grad_keys = torch.matmul(grad_scores.transpose(-1, -2), q_chunk)  # [B, H, c, T, D]
-            layout.scatter_slots(grad_k, grad_k_padded, grad_keys, lo, hi)
-            layout.scatter_slots(grad_v, grad_v_padded, grad_values, lo, hi)
-        if layout.padded:
-            nb, front = k_blocks.shape[2], layout.pad_front
-            grad_k += grad_k_padded[:, :, front : front + nb]
-            grad_v += grad_v_padded[:, :, front : front + nb]
+            layout.scatter_slots(grad_k, grad_keys, lo, hi)
+            layout.scatter_slots(grad_v, grad_values, lo, hi)
         return grad_query, grad_k, grad_v, None
