@@ -70,6 +70,13 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=240, help="training seconds per run")
     parser.add_argument("--passes", type=int, default=4)
     parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument(
+        "--contexts",
+        type=int,
+        nargs="+",
+        default=[n for n, _ in CONTEXTS],
+        help="context lengths to train (512 and/or 4096)",
+    )
     args = parser.parse_args()
 
     from dnabird.data.tokens import tokenize_corpus
@@ -107,6 +114,8 @@ def main() -> None:
 
     runs = {}
     for max_length, batch_size in CONTEXTS:
+        if max_length not in args.contexts:
+            continue
         model_config = BigBirdConfig.preset("tiny", **MODEL_OVERRIDES, vocab_size=args.vocab_size)
         step_s = seconds_per_step(model_config, max_length, batch_size)
         steps = max(20, int(args.budget_s / step_s))

@@ -132,6 +132,18 @@ def test_blocked_handles_many_chunks(monkeypatch):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
 
+def test_blocked_accepts_non_contiguous_inputs():
+    """Head-transposed views (as a projection's ``[B, L, H, D]`` output gives) work unchanged."""
+    pattern = pattern_for(14, r=2)
+    q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in inputs(2, 3, 112))
+    keep = padding_mask([112, 90], 112)
+    assert not q.is_contiguous()
+    got = blocked_attention(q, k, v, pattern, keep)
+    want = dense_attention(q, k, v, pattern, keep)
+    torch.testing.assert_close(got[0], want[0], atol=ATOL, rtol=0)
+    torch.testing.assert_close(got[1, :, :90], want[1, :, :90], atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("mode", ["itc", "etc"])
 def test_blocked_gradcheck_float64(mode):
     pattern = pattern_for(6, block_size=2, heads=2, mode=mode, r=1)

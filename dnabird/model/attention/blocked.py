@@ -9,15 +9,18 @@ ordinary query block, ``T = S * b`` keys per ordinary query block.
   ``[B, H, L, D]``.
 - Global query rows (a run of blocks at the start and one at the end) see every key: one dense
   SDPA pass.
-- Each ordinary query block ``i`` gathers its keys as ``[global | window | random]``: global
-  blocks are shared by all rows, the window comes from shifted views of the padded block
-  tensor (no gather), random blocks from one gather; then one batched matmul, a softmax over
-  the ``T`` keys and one batched matmul with the values.
+- Each ordinary query block ``i`` gathers its keys as ``[global | window | random]`` by one
+  ``index_select`` over the blocks of all heads (window blocks off the sequence are clamped
+  and masked), a few query blocks at a time into reused buffers; on the CPU without dropout
+  each chunk is then one fused FlashAttention kernel call (and its fused backward), the rows
+  of the chunk acting as heads; otherwise one batched matmul, a softmax over the ``T`` keys
+  and one batched matmul with the values.
 - Slots that are not real keys (window blocks off the sequence or global — those are already in
   the global slots —, unused random slots, padded tokens) get the dtype's minimum as score, so a
   row with no visible key stays finite.
 
-Everything is differentiable with autograd; activations are ``O(L * T)``.
+Differentiable by a hand-written backward that recomputes chunk by chunk: memory ``O(L * D)``
+plus one chunk.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import torch.nn.functional as F
 from dnabird.model.patterns import BlockPattern
 
 _CHUNK_ELEMENTS = 1 << 20
-"""Target size (elements) of one chunk's score tensor on the CPU: keeps intermediates in cache
-(and allocations reusable). Tried 2^16..2^23 at 4096 tokens: 2^20 was fastest."""
+"""Target size (elements) of one chunk's score tensor on the CPU: keeps the gathered slots in
+cache. Tried 2^18..2^22 at 4096 tokens (fused kernel, one thread): 2^18 and 2^20 were fastest,
+2^21 and 2^22 7-20% slower."""
 _CHUNK_ELEMENTS_GPU = 1 << 26
 """The same on a GPU, where fewer, larger kernels are better."""
 
@@ -117,9 +121,9 @@ def _ordinary_rows(q, k, v, pattern, key_padding_mask, dropout_p, start, stop) -
         dropout_p=dropout_p,
         seed=int(torch.randint(0, 2**62, (1,))) if dropout_p > 0.0 else 0,
     )
-    query = q[:, :, start * b : stop * b].reshape(batch, heads, n, b, dim) * dim**-0.5
-    k_blocks = k.view(batch, heads, nb, b, dim)  # [B, H, NB, b, D]
-    v_blocks = v.view(batch, heads, nb, b, dim)
+    query = q[:, :, start * b : stop * b].reshape(batch, heads, n, b, dim)  # a view
+    k_blocks = k.contiguous().view(batch, heads, nb, b, dim)  # [B, H, NB, b, D]
+    v_blocks = v.contiguous().view(batch, heads, nb, b, dim)  # (slots gather from flat views)
     out = _SparseRows.apply(query, k_blocks, v_blocks, layout)  # [B, H, n, b, D]
     return out.reshape(batch, heads, n * b, dim)
 
@@ -187,18 +191,21 @@ class _SparseRows(torch.autograd.Function):
 
     Without dropout every chunk is one fused CPU FlashAttention call (forward, and its backward
     kernel in backward) on ``[B*H, c, b, D]`` queries and ``[B*H, c, T, D]`` gathered slots,
-    rows of the chunk acting as heads. With dropout (which that kernel lacks) the chunk is two
-    matmuls around an explicit softmax. Forward saves only the inputs, the output and the row
-    log-sum-exp; backward regathers the slots chunk by chunk, so memory stays ``O(L * D)`` plus
-    one chunk, and slot gradients are added back in place onto the key and value blocks.
+    rows of the chunk acting as heads. With dropout (which that kernel lacks) or off the CPU the
+    chunk is two matmuls around an explicit softmax. Forward saves only the inputs, the output
+    and the row log-sum-exp; backward regathers the slots chunk by chunk, so memory stays
+    ``O(L * D)`` plus one chunk, and slot gradients are added back in place onto the key and
+    value blocks.
     """
 
     @staticmethod
     def forward(ctx, query, k_blocks, v_blocks, layout: _SlotLayout):
-        # query: [B, H, n, b, D] (pre-scaled); k_blocks, v_blocks: [B, H, NB, b, D]
+        # query: [B, H, n, b, D]; k_blocks, v_blocks: [B, H, NB, b, D]
         batch, heads, n, b, dim = query.shape
+        scale = dim**-0.5
         out = torch.empty_like(query)
-        lse = torch.empty(query.shape[:-1], dtype=query.dtype, device=query.device)
+        lse_dtype = torch.promote_types(query.dtype, torch.float32)  # the fused kernel's
+        lse = torch.empty(query.shape[:-1], dtype=lse_dtype, device=query.device)
         k_buffer, v_buffer = layout.slot_buffer(k_blocks, n), layout.slot_buffer(v_blocks, n)
         for lo, hi in layout.chunks(batch, heads, n, b):
             keys = layout.slots(k_blocks, lo, hi, k_buffer)  # [B, H, c, T, D]
@@ -209,13 +216,13 @@ class _SparseRows(torch.autograd.Function):
                     _as_4d(keys),
                     _as_4d(values),
                     attn_mask=_as_4d(layout.bias[:, :, lo:hi]),
-                    scale=1.0,
+                    scale=scale,
                 )  # [B*H, c, b, D], [B*H, c, b]
                 out[:, :, lo:hi] = chunk_out.view(batch, heads, hi - lo, b, dim)
                 lse[:, :, lo:hi] = chunk_lse.view(batch, heads, hi - lo, b)
                 continue
             scores = torch.matmul(query[:, :, lo:hi], keys.transpose(-1, -2))  # [B,H,c,b,T]
-            scores += layout.bias[:, :, lo:hi]
+            scores = scores.mul_(scale).add_(layout.bias[:, :, lo:hi])
             top = scores.amax(dim=-1, keepdim=True)  # [B, H, c, b, 1]
             probs = scores.sub_(top).exp_()
             total = probs.sum(dim=-1, keepdim=True)
@@ -234,6 +241,7 @@ class _SparseRows(torch.autograd.Function):
         query, k_blocks, v_blocks, out, lse = ctx.saved_tensors
         layout: _SlotLayout = ctx.layout
         batch, heads, n, b, dim = query.shape
+        scale = dim**-0.5
         grad_out = grad_out.contiguous()
         fused = layout.dropout_p == 0.0 and query.device.type == "cpu"
         delta = None if fused else (grad_out * out).sum(-1)  # [B, H, n, b]
@@ -255,14 +263,14 @@ class _SparseRows(torch.autograd.Function):
                     0.0,
                     False,
                     attn_mask=_as_4d(layout.bias[:, :, lo:hi]),
-                    scale=1.0,
+                    scale=scale,
                 )  # [B*H, c, b, D], [B*H, c, T, D], [B*H, c, T, D]
                 grad_query[:, :, lo:hi] = grads[0].view(q_chunk.shape)
                 layout.scatter_slots(grad_k, grads[1], lo, hi)
                 layout.scatter_slots(grad_v, grads[2], lo, hi)
                 continue
             scores = torch.matmul(q_chunk, keys.transpose(-1, -2))  # [B, H, c, b, T]
-            scores += layout.bias[:, :, lo:hi]
+            scores = scores.mul_(scale).add_(layout.bias[:, :, lo:hi])
             probs = scores.sub_(lse[:, :, lo:hi, :, None]).exp_()
             grad_probs = torch.matmul(g_chunk, values.transpose(-1, -2))  # [B, H, c, b, T]
             mask = layout.dropout_mask(probs.shape, lo, probs.device)
@@ -271,7 +279,7 @@ class _SparseRows(torch.autograd.Function):
                 grad_values = torch.matmul((probs * mask).transpose(-1, -2), g_chunk)
             else:
                 grad_values = torch.matmul(probs.transpose(-1, -2), g_chunk)  # [B, H, c, T, D]
-            grad_scores = probs.mul_(grad_probs.sub_(delta[:, :, lo:hi, :, None]))
+            grad_scores = probs.mul_(grad_probs.sub_(delta[:, :, lo:hi, :, None])).mul_(scale)
             grad_query[:, :, lo:hi] = torch.matmul(grad_scores, keys)
             grad_keys = torch.matmul(grad_scores.transpose(-1, -2), q_chunk)  # [B, H, c, T, D]
             layout.scatter_slots(grad_k, grad_keys, lo, hi)
