@@ -39,15 +39,17 @@ class DemoOptions:
 
     held_out_bp: int = 300_000
     """Last bp of the genome kept out of every training step and scored at the end."""
-    passes: int = 2
-    """Preprocessing passes (the paper uses 10)."""
+    passes: int = 4
+    """Preprocessing passes (the paper uses 10); both strands are written."""
     vocab_size: int = 2048
     """Tokenizer vocabulary (the paper uses 32k on a whole genome)."""
     tokenizer_sample_bp: int = 500_000
     """bp of training sentences the tokenizer learns from."""
     max_length: int = 512
     """Tokens per pretraining sequence."""
-    steps: int = 300
+    batch_size: int = 16
+    """Sequences per optimizer step."""
+    steps: int = 1000
     """Optimizer steps of pretraining."""
     ngram_orders: tuple[int, ...] = (4, 6, 8, 10)
     """Orders of the k-mer baseline; the best one is reported."""
@@ -80,14 +82,14 @@ def synthetic_genome(length: int, seed: int) -> str:
             rng.integers(0, length - 3000, 300), rng.integers(300, 3000, 300), strict=True
         )
     ]
-    position = 0
-    while position < length - 3000:
-        position += int(rng.integers(2_000, 20_000))
+    position = int(rng.integers(2_000, 20_000))
+    while position < length:
         element = repeats[int(rng.integers(len(repeats)))].copy()
         mutated = rng.random(len(element)) < rng.uniform(0.0, 0.15)
         element[mutated] = rng.integers(0, 4, int(mutated.sum()))
         end = min(position + len(element), length)
         out[position:end] = element[: end - position]
+        position = end + int(rng.integers(2_000, 20_000))
     return bases[out].tobytes().decode("ascii")
 
 
@@ -151,7 +153,14 @@ def run_demo(
     _write_fasta(train_fa, name, sequence[:split])
     stage("genome")
 
-    preprocess(train_fa, out / "corpus", passes=options.passes, seed=options.seed)
+    preprocess(
+        train_fa,
+        out / "corpus",
+        passes=options.passes,
+        seed=options.seed,
+        both_strands=True,
+        chromosomes=(name,),  # whatever its name and length
+    )
     stage("preprocess")
     train_tokenizer(
         out / "corpus",
@@ -177,17 +186,17 @@ def run_demo(
             f"seed={options.seed}",
             f"data.tokens={out / 'tokens'}",
             f"data.max_length={options.max_length}",
-            "data.batch_size=8",
+            f"data.batch_size={options.batch_size}",
             "data.val_batches=4",
             "model.preset=tiny",
             f"model.overrides={json.dumps(model_overrides)}",
-            "optim.lr=1.0e-3",
+            "optim.lr=2.0e-3",
             f"optim.warmup_steps={options.steps // 10}",
             f"trainer.max_steps={options.steps}",
             "trainer.accelerator=cpu",
             f"trainer.val_every_steps={max(options.steps // 4, 1)}",
             f"trainer.checkpoint_every_steps={options.steps}",
-            "trainer.log_every_steps=10",
+            f"trainer.log_every_steps={max(1, min(10, options.steps // 4))}",
         ],
     )
     model_dir = run_pretrain(config)

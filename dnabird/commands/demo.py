@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="demo_run", help="output folder (default: demo_run)")
     parser.add_argument("--genome", help="FASTA to use instead of the built-in genome")
-    parser.add_argument("--steps", type=int, default=300, help="pretraining steps (300)")
+    parser.add_argument("--steps", type=int, default=1000, help="pretraining steps (1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(func=_run)
