@@ -113,3 +113,10 @@ def test_unexpected_exception_exits_1_with_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ZeroDivisionError" in result.stderr
+
+
+def test_missing_input_file_is_one_line_exit_2(tmp_path):
+    result = run_cli("preprocess", str(tmp_path / "missing.fa"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr == f"dnabird: error: {tmp_path / 'missing.fa'}: FASTA file not found\n"
+    assert not (tmp_path / "out").exists()
