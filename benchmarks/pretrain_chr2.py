@@ -80,10 +80,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from dnabird.data.tokens import tokenize_corpus
+    from dnabird.genome.fasta import read_fasta
     from dnabird.genome.preprocess import preprocess
     from dnabird.model import BigBirdConfig
     from dnabird.plots import plot_training_curve
-    from dnabird.tasks.evaluate_mlm import evaluate_mlm, ngram_baseline, read_fasta
+    from dnabird.tasks.evaluate_mlm import evaluate_mlm, ngram_baseline
     from dnabird.tasks.pretrain_config import load_config
     from dnabird.tasks.pretrain_run import run_pretrain
     from dnabird.testing import shared_data_dir

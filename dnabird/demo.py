@@ -102,7 +102,7 @@ def _write_fasta(path: Path, name: str, sequence: str) -> None:
 
 def _genome(genome: str | Path | None, options: DemoOptions) -> tuple[str, str, str]:
     """Return (description, name, sequence) of the demo genome (the first FASTA record)."""
-    from dnabird.tasks.evaluate_mlm import read_fasta
+    from dnabird.genome.fasta import read_fasta
 
     if genome is None and (data := shared_data_dir()) is not None:
         genome = data / REAL_GENOME

@@ -97,7 +97,7 @@ def test_bad_order_is_config_error() -> None:
 
 @pytest.mark.realdata
 def test_real_dna_is_predictable_below_two_bits(shared_data) -> None:
-    from dnabird.tasks.evaluate_mlm import read_fasta
+    from dnabird.genome.fasta import read_fasta
 
     (sequence,) = read_fasta(shared_data / "genome" / "hg38_chr2_1-2333275.fa.gz").values()
     train, test = sequence[10_000:1_010_000], sequence[2_033_275:2_133_275]

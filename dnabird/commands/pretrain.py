@@ -33,12 +33,8 @@ def _run_pretrain(args: argparse.Namespace) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from dnabird.files import write_text_atomic
-    from dnabird.tasks.evaluate_mlm import (
-        evaluate_mlm,
-        ngram_baseline,
-        read_bed_regions,
-        read_fasta,
-    )
+    from dnabird.genome.fasta import read_fasta
+    from dnabird.tasks.evaluate_mlm import evaluate_mlm, ngram_baseline, read_bed_regions
 
     records = read_fasta(args.fasta)
     sequences = read_bed_regions(args.bed, records) if args.bed else list(records.items())

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dnabird.errors import InputError
-from dnabird.files import atomic_path, write_bytes_atomic, write_text_atomic
+from dnabird.files import atomic_path, require_file, write_bytes_atomic, write_text_atomic
 
 _CHUNK_BYTES = 8 << 20
 _BASES = b"ACGTNacgtn"
@@ -406,3 +406,23 @@ def normalise(sequence: bytes, keep_case: bool = False) -> bytes:
     """Map raw sequence bytes to the output alphabet: uppercase ``ACGTN`` (ambiguity codes
     -> ``N``), or with ``keep_case`` soft-masking kept (codes -> ``N``/``n``)."""
     return sequence.translate(KEEP_CASE_TABLE if keep_case else UPPER_TABLE)
+
+
+def read_fasta(path: str | os.PathLike) -> dict[str, str]:
+    """All records of a FASTA file (plain, gzip or bgzip) as {name: sequence}, read whole
+    with biopython: for small inputs (held-out regions, query sequences). Characters are
+    kept as they are; genome-scale input goes through :func:`scan_fasta` instead."""
+    from Bio import SeqIO
+
+    path = require_file(path, "FASTA file")
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt") as handle:
+            records = {r.id: str(r.seq) for r in SeqIO.parse(handle, "fasta")}
+    except (OSError, ValueError, EOFError) as err:
+        raise InputError(f"{path}: not a readable FASTA file ({err})") from None
+    if not records:
+        raise InputError(f"{path}: no FASTA records")
+    return records

@@ -11,33 +11,12 @@ same sequences.
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dnabird.errors import InputError
-
-
-def read_fasta(path: str | os.PathLike) -> dict[str, str]:
-    """All records of a FASTA file (plain, gzip or bgzip) as {name: sequence}."""
-    from Bio import SeqIO
-
-    from dnabird.files import require_file
-
-    path = require_file(path, "FASTA file")
-    with open(path, "rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    try:
-        with opener(path, "rt") as handle:
-            records = {r.id: str(r.seq) for r in SeqIO.parse(handle, "fasta")}
-    except (OSError, ValueError, EOFError) as err:
-        raise InputError(f"{path}: not a readable FASTA file ({err})") from None
-    if not records:
-        raise InputError(f"{path}: no FASTA records")
-    return records
 
 
 def read_bed_regions(path: str | os.PathLike, records: dict[str, str]) -> list[tuple[str, str]]:
