@@ -56,14 +56,11 @@ def id_type(vocab_size: int) -> pa.DataType:
 
 def token_schema(vocab_size: int) -> pa.Schema:
     """Schema of a token shard for a vocabulary of ``vocab_size`` ids."""
+    from dnabird.genome.corpus import DOCUMENT_FIELDS
+
     return pa.schema(
         [
-            ("doc_id", pa.string()),
-            ("chrom", pa.string()),
-            ("pass", pa.int16()),
-            ("strand", pa.string()),
-            ("start", pa.int64()),
-            ("end", pa.int64()),
+            *DOCUMENT_FIELDS,
             ("sentence_ids", pa.list_(pa.list_(id_type(vocab_size)))),
             ("sentence_bp", pa.list_(pa.int32())),
         ]

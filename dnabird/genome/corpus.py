@@ -34,17 +34,16 @@ from dnabird.manifest import read_manifest, verified_shards
 STAGE = "preprocess"
 SHARD_PATTERN = "shard-{:05d}.parquet"
 
-SCHEMA = pa.schema(
-    [
-        ("doc_id", pa.string()),
-        ("chrom", pa.string()),
-        ("pass", pa.int16()),
-        ("strand", pa.string()),
-        ("start", pa.int64()),
-        ("end", pa.int64()),
-        ("sentences", pa.list_(pa.string())),
-    ]
-)
+#: Where a document comes from; token shards (:mod:`dnabird.data.tokens`) keep these columns.
+DOCUMENT_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("doc_id", pa.string()),
+    ("chrom", pa.string()),
+    ("pass", pa.int16()),
+    ("strand", pa.string()),
+    ("start", pa.int64()),  # 0-based, forward strand
+    ("end", pa.int64()),  # exclusive
+]
+SCHEMA = pa.schema([*DOCUMENT_FIELDS, ("sentences", pa.list_(pa.string()))])
 
 #: Fixed Parquet writer settings (part of the byte-identical output guarantee).
 WRITER_OPTIONS: dict[str, Any] = {
