@@ -185,15 +185,11 @@ class ClassificationHead(nn.Module):
         return self.classifier(self.dropout(pooled))  # (B, K)
 
 
-class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
-    """One label per sequence from the pooled [CLS] token: cross-entropy over
-    ``num_labels`` classes, or mean-squared-error regression when ``num_labels == 1``."""
+class _LabelledHeadModel(BigBirdPreTrainedModel):
+    """Encoder -> ``self.head`` -> logits, with ``self.loss(logits, labels)`` when labels are
+    given; subclasses set ``num_labels`` and ``head`` and define ``loss``."""
 
-    def __init__(self, config: BigBirdConfig, num_labels: int) -> None:
-        super().__init__(config)
-        self.num_labels = _positive(num_labels, "num_labels")
-        self.head = ClassificationHead(config, num_labels)
-        self.head.apply(init_weights(config))
+    num_labels: int
 
     def head_args(self) -> dict[str, Any]:
         return {"num_labels": self.num_labels}
@@ -205,14 +201,29 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """``labels: [B]`` class indices (long), or targets (float) when ``num_labels == 1``."""
+        """``input_ids: [B, L]``; labels as the subclass's ``loss`` documents."""
         h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, L, C)
-        logits = self.head(h)  # (B, K)
+        logits = self.head(h)  # (B, K) per sequence or (B, L, K) per token
         loss = None if labels is None else self.loss(logits, labels)
         return ModelOutput(logits=logits, hidden_states=h, loss=loss)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of ``logits [B, K]`` against ``labels``."""
+        raise NotImplementedError
+
+
+class BigBirdForSequenceClassification(_LabelledHeadModel):
+    """One label per sequence from the pooled [CLS] token: cross-entropy over
+    ``num_labels`` classes, or mean-squared-error regression when ``num_labels == 1``."""
+
+    def __init__(self, config: BigBirdConfig, num_labels: int) -> None:
+        super().__init__(config)
+        self.num_labels = _positive(num_labels, "num_labels")
+        self.head = ClassificationHead(config, num_labels)
+        self.head.apply(init_weights(config))
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of ``logits [B, K]`` against ``labels: [B]`` class indices (long), or
+        targets (float) when ``num_labels == 1``."""
         if self.num_labels == 1:
             return F.mse_loss(logits.squeeze(-1).float(), labels.float())
         return F.cross_entropy(logits.float(), labels)
@@ -250,7 +261,7 @@ class BigBirdForMultiLabelClassification(BigBirdForSequenceClassification):
         )
 
 
-class BigBirdForTokenClassification(BigBirdPreTrainedModel):
+class BigBirdForTokenClassification(_LabelledHeadModel):
     """A label per token: dropout + linear on every hidden state, cross-entropy."""
 
     def __init__(self, config: BigBirdConfig, num_labels: int) -> None:
@@ -261,23 +272,9 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
         )
         self.head.apply(init_weights(config))
 
-    def head_args(self) -> dict[str, Any]:
-        return {"num_labels": self.num_labels}
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-    ) -> ModelOutput:
-        """``labels: [B, L]`` long, -100 where ignored (e.g. padding)."""
-        h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, L, C)
-        logits = self.head(h)  # (B, L, K)
-        loss = None
-        if labels is not None:
-            loss = _mean_cross_entropy(logits.flatten(0, 1), labels.flatten())
-        return ModelOutput(logits=logits, hidden_states=h, loss=loss)
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``logits: [B, L, K]``; ``labels: [B, L]`` long, -100 where ignored (e.g. padding)."""
+        return _mean_cross_entropy(logits.flatten(0, 1), labels.flatten())
 
 
 class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
