@@ -233,6 +233,7 @@ def run_demo(
         "held_out": f"{name}:{split}-{len(sequence)} (0-based, half-open)",
         "model": str(model_dir),
         "held_out_bpc": scored["bpc"],
+        "held_out_bpc_se": scored["bpc_se"],
         "held_out_accuracy": scored["accuracy"],
         "ngram_bpc": {b["order"]: b["bpc"] for b in baselines},
         "best_ngram_order": best["order"],

@@ -45,22 +45,25 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         mask_rate=args.mask_rate,
+        passes=args.passes,
         sentence_bp=args.sentence_bp,
         device=args.device,
     )
-    rows = [("model", result["bpc"], f"accuracy {result['accuracy']:.4f}")]
+    se = f" (SE {result['bpc_se']:.4f})" if result["bpc_se"] is not None else ""
+    rows = [("model", result["bpc"], f"{se}  accuracy {result['accuracy']:.4f}")]
     if args.baseline_fasta:
         train = list(read_fasta(args.baseline_fasta).values())
         baseline = ngram_baseline(train, [s for _, s in sequences], args.baseline_order)
         result["ngram"] = baseline
         rows.append((f"{args.baseline_order}-order k-mer Markov", baseline["bpc"], ""))
     print(
-        f"Evaluated {result['sequences']} sequence(s): {result['predicted_tokens']:,} masked "
-        f"tokens covering {result['bp']:,} bp (max_length {result['max_length']}, "
-        f"mask rate {result['mask_rate']}, seed {result['seed']})."
+        f"Evaluated {result['sequences']} sequence(s) ({result['packed_sequences']} packed): "
+        f"{result['predicted_tokens']:,} masked tokens covering {result['bp']:,} bp "
+        f"(max_length {result['max_length']}, mask rate {result['mask_rate']}, "
+        f"{result['passes']} pass(es), seed {result['seed']})."
     )
     for name, bpc, extra in rows:
-        print(f"  {name:<28} bits per character {bpc:.4f}  {extra}".rstrip())
+        print(f"  {name:<28} bits per character {bpc:.4f}{extra}".rstrip())
     if args.output:
         write_text_atomic(args.output, json.dumps(result, indent=2, sort_keys=True) + "\n")
 
@@ -94,6 +97,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--batch-size", type=int, default=8)
     ev.add_argument("--seed", type=int, default=0, help="masking seed (default 0)")
     ev.add_argument("--mask-rate", type=float, default=0.1, help="default 0.1")
+    ev.add_argument(
+        "--passes",
+        type=int,
+        help="masking passes per packed sequence, each masking a disjoint ~mask-rate share "
+        "(default: round(1 / mask-rate), so every token is scored exactly once; 1: one "
+        "random mask-rate share, as in pretraining's validation)",
+    )
     ev.add_argument("--sentence-bp", type=int, default=1000, help="bp per tokenized sentence")
     ev.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     ev.add_argument(

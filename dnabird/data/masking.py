@@ -7,6 +7,10 @@ token and 10% stay unchanged. Labels hold the original id at chosen positions an
 elsewhere (the Hugging Face "not predicted" convention). Special tokens ([PAD], [UNK],
 [CLS], [SEP], [MASK]) are never chosen.
 
+For evaluation, :meth:`TokenMasker.coverage` instead splits the maskable tokens into
+``passes`` disjoint groups and masks one group per pass (same 80/10/10 treatment), so that
+over the passes every maskable token is predicted exactly once.
+
 Everything is a pure function of the token ids and a ``numpy.random.Generator``, so the
 caller fixes determinism by how it seeds the generator (see :func:`sequence_rng`).
 """
@@ -64,22 +68,51 @@ class TokenMasker:
         if self.replacement_ids.size == 0:
             raise ConfigError("vocabulary has no non-special token to mask")
 
+    def maskable_positions(self, ids: np.ndarray) -> np.ndarray:
+        """Indices (int64, ascending) of the tokens of ``ids`` ([L] int) that may be chosen."""
+        return np.flatnonzero(~self.special[np.asarray(ids, dtype=np.int64)])
+
     def __call__(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Corrupt ``ids`` ([L] int) and return ``(input_ids, labels)``, both int64 [L].
 
         The number of chosen tokens is ``round(rate * n_maskable)``, at least 1 when any
         token is maskable.
         """
+        maskable = self.maskable_positions(ids)
+        chosen = maskable
+        if maskable.size:
+            count = max(1, int(round(self.config.rate * maskable.size)))
+            chosen = rng.choice(maskable, size=count, replace=False)
+        return self._corrupt(ids, chosen, rng)
+
+    def coverage(
+        self, ids: np.ndarray, passes: int, rng: np.random.Generator
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``passes`` corruptions of ``ids`` ([L] int) that together predict every maskable
+        token exactly once: one ``(input_ids, labels)`` pair (int64 [L] each) per pass.
+
+        One random permutation of the maskable positions is cut into ``passes`` contiguous
+        groups whose sizes differ by at most 1; pass ``p`` chooses group ``p`` (so each pass
+        chooses about ``n_maskable / passes`` tokens, none when there are fewer maskable
+        tokens than passes) and corrupts it 80/10/10 like :meth:`__call__`. ``rate`` is not
+        used: ``passes`` sets the fraction chosen per pass.
+        """
+        if passes < 1:
+            raise ConfigError(f"passes must be at least 1, got {passes}")
+        order = rng.permutation(self.maskable_positions(ids))
+        return [self._corrupt(ids, group, rng) for group in np.array_split(order, passes)]
+
+    def _corrupt(
+        self, ids: np.ndarray, chosen: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Labels at the ``chosen`` positions ([K] int, distinct, maskable) of ``ids`` ([L]
+        int), and inputs with each chosen token replaced by ``[MASK]`` (``mask_fraction``),
+        a random non-special token (``random_fraction``) or left as is; int64 [L] each."""
         ids = np.asarray(ids, dtype=np.int64)
-        maskable = np.flatnonzero(~self.special[ids])
         labels = np.full(ids.shape, IGNORE_INDEX, dtype=np.int64)
         inputs = ids.copy()
-        if maskable.size == 0:
-            return inputs, labels
-        count = max(1, int(round(self.config.rate * maskable.size)))
-        chosen = rng.choice(maskable, size=count, replace=False)
         labels[chosen] = ids[chosen]
-        action = rng.random(count)
+        action = rng.random(chosen.size)
         to_mask = chosen[action < self.config.mask_fraction]
         to_random = chosen[
             (action >= self.config.mask_fraction)

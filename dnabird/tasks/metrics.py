@@ -7,12 +7,16 @@ tokenizer). A token of 8 bp predicted with probability 1/16 costs 4 bits, 0.5 bi
 
 :class:`MaskedLMMetrics` accumulates the sums over batches (and over DDP ranks, through
 torchmetrics' sync) so epoch values are exact ratios of sums, not means of batch ratios.
+For held-out evaluation, :func:`per_sequence_bits` gives the same sums per sequence and
+:func:`ratio_standard_error` the standard error of bpc with sequences as the units.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torchmetrics import Metric
 
@@ -40,6 +44,37 @@ def masked_lm_sums(
         "tokens": torch.tensor(target.numel(), dtype=torch.float64, device=logits.device),
         "bp": bp_per_id.to(logits.device)[target].sum().double(),
     }
+
+
+def per_sequence_bits(
+    logits: torch.Tensor, labels: torch.Tensor, bp_per_id: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row sums of one batch: ``logits`` [B, L, V] (any float dtype; scored in
+    float32), ``labels`` [B, L] (``IGNORE_INDEX`` where not predicted), ``bp_per_id`` [V].
+    Returns float64 ``(bits, bp)``, both [B]: the sum of -log2 p(label) over each row's
+    predicted positions, and the bp those tokens cover (0 for a row with none)."""
+    predicted = labels != IGNORE_INDEX
+    rows = predicted.nonzero()[:, 0]  # [N] row of each predicted position
+    target = labels[predicted]  # [N]
+    nll = torch.nn.functional.cross_entropy(logits[predicted].float(), target, reduction="none")
+    zeros = torch.zeros(labels.shape[0], dtype=torch.float64, device=logits.device)
+    bits = zeros.index_add(0, rows, nll.double() / math.log(2))
+    bp = zeros.index_add(0, rows, bp_per_id.to(logits.device)[target].double())
+    return bits, bp
+
+
+def ratio_standard_error(numerators: npt.ArrayLike, denominators: npt.ArrayLike) -> float:
+    """Standard error of the ratio estimator ``R = sum(x) / sum(y)`` over ``n`` units,
+    ``numerators`` x and ``denominators`` y ([n] each; e.g. bits and bp of each sequence,
+    R = bpc): ``sqrt(n / (n - 1) * sum((x_i - R y_i)^2)) / sum(y_i)`` (first-order, delta
+    method). NaN when there are fewer than 2 units or ``sum(y)`` is not positive."""
+    x = np.asarray(numerators, dtype=np.float64)
+    y = np.asarray(denominators, dtype=np.float64)
+    n, total = x.size, y.sum()
+    if n < 2 or total <= 0:
+        return math.nan
+    residuals = x - x.sum() / total * y
+    return math.sqrt(n / (n - 1) * np.sum(residuals**2)) / total
 
 
 class MaskedLMMetrics(Metric):

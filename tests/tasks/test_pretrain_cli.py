@@ -69,7 +69,9 @@ def test_rerun_without_resume_and_resume_without_checkpoint_exit_2(
     assert "no checkpoint to resume from" in err and len(err.strip().splitlines()) == 1
 
 
-def test_evaluate_mlm_with_baseline(trained: Path, tmp_path: Path, random_fasta) -> None:
+def test_evaluate_mlm_with_baseline(
+    trained: Path, tmp_path: Path, random_fasta, capsys: pytest.CaptureFixture
+) -> None:
     random_fasta(tmp_path / "held.fa", {"chrT": 3000}, seed=9)
     random_fasta(tmp_path / "train.fa", {"chrS": 20000}, seed=10)
     (tmp_path / "r.bed").write_text("chrT\t0\t1000\nchrT\t2000\t3000\n")
@@ -77,16 +79,46 @@ def test_evaluate_mlm_with_baseline(trained: Path, tmp_path: Path, random_fasta)
     opts = ["--max-length", "128", "--baseline-fasta", str(tmp_path / "train.fa")]
     assert main([*base, *opts, "--baseline-order", "3", "-o", str(tmp_path / "a.json")]) == 0
     assert main([*base, *opts, "--baseline-order", "3", "-o", str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "10 pass(es)" in out and "(SE " in out
     assert (
         main([*base, *opts, "--bed", str(tmp_path / "r.bed"), "-o", str(tmp_path / "c.json")]) == 0
     )
     a, b, c = (json.loads((tmp_path / f"{x}.json").read_text()) for x in "abc")
     assert a == b  # same seed, same masks, same numbers
-    # 10% of ~1000 tokens of ~3 bp are predicted; random DNA costs about 2 bits per bp
-    assert 60 < a["predicted_tokens"] < 150
-    assert 1.8 < a["bpc"] < 3.5
+    # 10 passes predict each of ~1000 tokens of ~3 bp once; random DNA costs ~2 bits per bp
+    assert a["passes"] == 10 and 600 < a["predicted_tokens"] < 1500
+    assert 1.8 < a["bpc"] < 3.5 and 0 < a["bpc_se"] < 0.5
     assert a["ngram"]["bases"] == 3000 and 1.95 < a["ngram"]["bpc"] < 2.1
-    assert c["sequences"] == 2 and c["bp"] < a["bp"]
+    assert c["sequences"] == 2 and (a["bp"], c["bp"]) == (3000, 2000)  # every base once
+
+
+def test_evaluate_mlm_scores_every_maskable_token_once(
+    trained: Path, tmp_path: Path, random_fasta
+) -> None:
+    from dnabird.data.masking import MaskingConfig
+    from dnabird.data.mlm import make_masker
+    from dnabird.errors import ConfigError
+    from dnabird.tasks.evaluate_mlm import evaluate_mlm
+    from dnabird.tokenizer import DNATokenizer
+
+    model = trained / "model"
+    (sequence,) = random_fasta(tmp_path / "held.fa", {"chrT": 2000}, seed=11).values()
+    tokenizer = DNATokenizer.from_pretrained(model / "tokenizer")
+    masker = make_masker(MaskingConfig(), tokenizer)
+    sentences = [sequence[i : i + 1000] for i in range(0, len(sequence), 1000)]
+    maskable = sum(masker.maskable_positions(tokenizer.encode(s)).size for s in sentences)
+
+    full = evaluate_mlm(model, [("chrT", sequence)], max_length=128, passes=10)
+    assert full["passes"] == 10 and full["predicted_tokens"] == maskable
+    assert full["packed_sequences"] >= 2 and 0 < full["bpc_se"] < 0.5
+    assert evaluate_mlm(model, [("chrT", sequence)], max_length=128) == full  # default: 1/rate
+    single = evaluate_mlm(model, [("chrT", sequence)], max_length=128, passes=1)
+    assert single["passes"] == 1 and 0 < single["predicted_tokens"] < maskable / 5
+    short = evaluate_mlm(model, [("chrT:0-150", sequence[:150])], max_length=128)
+    assert short["packed_sequences"] == 1 and short["bpc_se"] is None
+    with pytest.raises(ConfigError, match="passes"):
+        evaluate_mlm(model, [("chrT", sequence)], passes=0)
 
 
 def test_evaluate_mlm_bad_bed_is_one_line_error(

@@ -8,7 +8,8 @@ ordinary query block, ``T = S * b`` keys per ordinary query block.
 - ``q, k, v: [B, H, L, D]``, ``key_padding_mask: [B, L]`` bool (True = real token), output
   ``[B, H, L, D]``.
 - Global query rows (a run of blocks at the start and one at the end) see every key: one dense
-  SDPA pass.
+  SDPA pass, copied into the one output tensor the ordinary rows are written into (no final
+  concatenation of a ``[B, H, L, D]`` output).
 - Each ordinary query block ``i`` gathers its keys as ``[global | window | random]`` by one
   ``index_select`` over the blocks of all heads (window blocks off the sequence are clamped
   and masked), a few query blocks at a time into reused buffers; on the CPU without dropout
@@ -57,7 +58,7 @@ def blocked_attention(
             f"{pattern.num_heads} heads and {pattern.seq_len} tokens"
         )
     start, stop = pattern.num_front_global, nb - pattern.num_back_global
-    pieces = []
+    global_out = None
     if pattern.global_blocks:
         rows = torch.cat([q[:, :, : start * b], q[:, :, stop * b :]], dim=2)  # [B, H, G*b, D]
         bias = None
@@ -66,12 +67,9 @@ def blocked_attention(
         global_out = F.scaled_dot_product_attention(
             rows, k, v, attn_mask=bias, dropout_p=dropout_p
         )  # [B, H, G*b, D]
-        pieces.append(global_out[:, :, : start * b])
-    if stop > start:
-        pieces.append(_ordinary_rows(q, k, v, pattern, key_padding_mask, dropout_p, start, stop))
-    if pattern.global_blocks:
-        pieces.append(global_out[:, :, start * b :])
-    return torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0]
+    if stop == start:
+        return global_out
+    return _ordinary_rows(q, k, v, global_out, pattern, key_padding_mask, dropout_p, start, stop)
 
 
 def _keep_to_bias(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -80,8 +78,12 @@ def _keep_to_bias(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return bias.masked_fill_(~keep, torch.finfo(dtype).min)
 
 
-def _ordinary_rows(q, k, v, pattern, key_padding_mask, dropout_p, start, stop) -> torch.Tensor:
-    """Attention output ``[B, H, n*b, D]`` of the ordinary query blocks ``start .. stop-1``."""
+def _ordinary_rows(
+    q, k, v, global_out, pattern, key_padding_mask, dropout_p, start, stop
+) -> torch.Tensor:
+    """Whole attention output ``[B, H, L, D]``: the ordinary query blocks ``start .. stop-1``
+    computed here, the global query rows copied in from ``global_out`` (``[B, H, G*b, D]`` or
+    None), so the output is assembled once."""
     batch, heads, _, dim = q.shape
     b, nb, w = pattern.block_size, pattern.num_blocks, pattern.num_window_blocks
     n, half, device = stop - start, w // 2, q.device
@@ -115,70 +117,98 @@ def _ordinary_rows(q, k, v, pattern, key_padding_mask, dropout_p, start, stop) -
         keep = keep & key_padding_mask.view(batch, nb, b)[:, slot_idx]  # [B, H, n, S, b]
     keep = keep.expand(-1, -1, -1, -1, b).reshape(keep.shape[0], heads, n, 1, -1)
     head_offset = torch.arange(heads, device=device)[:, None, None] * nb  # [H, 1, 1]
+    bias = _keep_to_bias(keep.expand(batch, -1, -1, -1, -1), q.dtype)  # [B, H, n, 1, T]
     layout = _SlotLayout(
-        slot_flat=slot_idx + head_offset,  # [H, n, S] into the H*NB blocks of all heads
-        bias=_keep_to_bias(keep.expand(batch, -1, -1, -1, -1), q.dtype),  # [B, H, n, 1, T]
+        rows=(start, stop),
+        chunks=_plan_chunks(slot_idx + head_offset, bias, b),
         dropout_p=dropout_p,
         seed=int(torch.randint(0, 2**62, (1,))) if dropout_p > 0.0 else 0,
     )
     query = q[:, :, start * b : stop * b].reshape(batch, heads, n, b, dim)  # a view
     k_blocks = k.contiguous().view(batch, heads, nb, b, dim)  # [B, H, NB, b, D]
     v_blocks = v.contiguous().view(batch, heads, nb, b, dim)  # (slots gather from flat views)
-    out = _SparseRows.apply(query, k_blocks, v_blocks, layout)  # [B, H, n, b, D]
-    return out.reshape(batch, heads, n * b, dim)
+    return _SparseRows.apply(query, k_blocks, v_blocks, global_out, layout)  # [B, H, L, D]
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A run of ordinary query blocks ``lo .. hi-1`` (counted from the first ordinary block)
+    processed together, with its precomputed gather index and score bias."""
+
+    lo: int
+    hi: int
+    slot_index: torch.Tensor
+    """``[H*c*S]`` key block of every slot of the chunk's rows, as an index into the ``H * NB``
+    blocks of all heads (slots that are not real keys point at some block and are masked)."""
+    bias: torch.Tensor
+    """``[B*H, c, 1, T]`` additive score bias (0 or the dtype's minimum)."""
+
+
+def _plan_chunks(slot_flat: torch.Tensor, bias: torch.Tensor, b: int) -> tuple[_Chunk, ...]:
+    """Split the ``n`` ordinary rows into chunks whose scores hold ~``_CHUNK_ELEMENTS``
+    (``slot_flat: [H, n, S]``, ``bias: [B, H, n, 1, T]``)."""
+    batch, heads, n, _, keys = bias.shape
+    target = _CHUNK_ELEMENTS if bias.device.type == "cpu" else _CHUNK_ELEMENTS_GPU
+    size = max(1, target // (batch * heads * b * keys))
+    return tuple(
+        _Chunk(lo, hi, slot_flat[:, lo:hi].reshape(-1), _as_4d(bias[:, :, lo:hi]))
+        for lo, hi in ((lo, min(n, lo + size)) for lo in range(0, n, size))
+    )
 
 
 @dataclass(frozen=True)
 class _SlotLayout:
     """Where the key slots of the ordinary rows come from (see :func:`_ordinary_rows`)."""
 
-    slot_flat: torch.Tensor
-    """``[H, n, S]`` key block of every slot, as an index into the ``H * NB`` blocks of all
-    heads (slots that are not real keys point at some block and are masked by ``bias``)."""
-    bias: torch.Tensor
-    """``[B, H, n, 1, T]`` additive score bias (0 or the dtype's minimum)."""
+    rows: tuple[int, int]
+    """``(start, stop)``: the ordinary query blocks; the others are global rows."""
+    chunks: tuple[_Chunk, ...]
+    """The ordinary rows in processing order."""
     dropout_p: float
     """Dropout probability on attention probabilities."""
     seed: int
     """Seed of the dropout masks (regenerated, not stored, for the backward pass)."""
 
-    def chunks(self, batch: int, heads: int, n: int, b: int):
-        """Yield ``(lo, hi)`` row ranges sized so one chunk's scores hold ~``_CHUNK_ELEMENTS``."""
-        target = _CHUNK_ELEMENTS if self.bias.device.type == "cpu" else _CHUNK_ELEMENTS_GPU
-        size = max(1, target // (batch * heads * b * self.bias.shape[-1]))
-        for lo in range(0, n, size):
-            yield lo, min(n, lo + size)
-
-    def slots(self, blocks: torch.Tensor, lo: int, hi: int, buffer: torch.Tensor) -> torch.Tensor:
-        """Keys (or values) of the slots of rows ``lo .. hi-1``: ``[B, H, c, T, D]``, gathered
+    def slots(self, blocks: torch.Tensor, chunk: _Chunk, buffer: torch.Tensor) -> torch.Tensor:
+        """Keys (or values) of the slots of the chunk's rows: ``[B*H, c, T, D]``, gathered
         from the blocks ``[B, H, NB, b, D]`` by one ``index_select`` into the front of
         ``buffer`` (1-d, reused by every chunk: fresh multi-MiB tensors cost page faults)."""
         batch, heads, nb, b, dim = blocks.shape
-        index = self.slot_flat[:, lo:hi].reshape(-1)  # [H*c*S]
+        index = chunk.slot_index
         picked = buffer[: batch * len(index) * b * dim].view(batch, len(index), b, dim)
         torch.index_select(blocks.reshape(batch, heads * nb, b, dim), 1, index, out=picked)
-        return picked.view(batch, heads, hi - lo, -1, dim)
+        return picked.view(batch * heads, chunk.hi - chunk.lo, -1, dim)
 
-    def slot_buffer(self, blocks: torch.Tensor, n: int) -> torch.Tensor:
+    def slot_buffer(self, blocks: torch.Tensor) -> torch.Tensor:
         """A 1-d buffer large enough for :meth:`slots` of the largest chunk."""
-        batch, heads, _, b, dim = blocks.shape
-        rows = max(hi - lo for lo, hi in self.chunks(batch, heads, n, b))
-        return blocks.new_empty(batch * heads * rows * self.slot_flat.shape[-1] * b * dim)
+        batch, _, _, b, dim = blocks.shape
+        slots = max(len(chunk.slot_index) for chunk in self.chunks)
+        return blocks.new_empty(batch * slots * b * dim)
 
-    def scatter_slots(self, grad_blocks, grad_slots, lo: int, hi: int) -> None:
-        """Add slot gradients ``[B, H, c, T, D]`` back onto their blocks (inverse of slots)."""
+    def scatter_slots(self, grad_blocks, grad_slots, chunk: _Chunk) -> None:
+        """Add slot gradients ``[B*H, c, T, D]`` back onto their blocks (inverse of slots)."""
         batch, heads, nb, b, dim = grad_blocks.shape
         grad_blocks.view(batch, heads * nb, b, dim).index_add_(
-            1, self.slot_flat[:, lo:hi].reshape(-1), grad_slots.reshape(batch, -1, b, dim)
+            1, chunk.slot_index, grad_slots.reshape(batch, -1, b, dim)
         )
 
-    def dropout_mask(self, shape, lo: int, device) -> torch.Tensor | None:
-        """Keep-mask (already scaled by 1/(1-p)) of the probabilities of the chunk at ``lo``."""
+    def dropout_mask(self, shape, chunk: _Chunk, device) -> torch.Tensor | None:
+        """Keep-mask (already scaled by 1/(1-p)) of the probabilities of ``chunk``."""
         if self.dropout_p == 0.0:
             return None
-        generator = torch.Generator(device=device).manual_seed(self.seed + lo)
+        generator = torch.Generator(device=device).manual_seed(self.seed + chunk.lo)
         keep = torch.rand(shape, generator=generator, device=device) >= self.dropout_p
-        return keep.to(self.bias.dtype) / (1.0 - self.dropout_p)
+        return keep.to(chunk.bias.dtype) / (1.0 - self.dropout_p)
+
+    def split_rows(self, full: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, H, L, D]`` -> (ordinary rows as ``[B*H, n, b, D]`` view, global rows
+        ``[B, H, G*b, D]`` or None)."""
+        batch, heads, length, dim = full.shape
+        start, stop = self.rows
+        ordinary = full[:, :, start * b : stop * b].view(batch * heads, stop - start, b, dim)
+        if stop - start == length // b:
+            return ordinary, None
+        return ordinary, torch.cat([full[:, :, : start * b], full[:, :, stop * b :]], dim=2)
 
 
 def _as_4d(x: torch.Tensor) -> torch.Tensor:
@@ -187,7 +217,8 @@ def _as_4d(x: torch.Tensor) -> torch.Tensor:
 
 
 class _SparseRows(torch.autograd.Function):
-    """Softmax attention of each ordinary query block over its slots, chunk by chunk.
+    """Softmax attention of each ordinary query block over its slots, chunk by chunk; the
+    global rows' output (computed outside, by dense SDPA) is copied into the same output.
 
     Without dropout every chunk is one fused CPU FlashAttention call (forward, and its backward
     kernel in backward) on ``[B*H, c, b, D]`` queries and ``[B*H, c, T, D]`` gathered slots,
@@ -199,39 +230,43 @@ class _SparseRows(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query, k_blocks, v_blocks, layout: _SlotLayout):
-        # query: [B, H, n, b, D]; k_blocks, v_blocks: [B, H, NB, b, D]
+    def forward(ctx, query, k_blocks, v_blocks, global_out, layout: _SlotLayout):
+        # query: [B, H, n, b, D]; k_blocks, v_blocks: [B, H, NB, b, D]; global_out [B, H, G*b, D]
         batch, heads, n, b, dim = query.shape
+        start, stop = layout.rows
         scale = dim**-0.5
-        out = torch.empty_like(query)
+        out = query.new_empty(batch, heads, k_blocks.shape[2] * b, dim)  # [B, H, L, D]
+        if global_out is not None:
+            out[:, :, : start * b] = global_out[:, :, : start * b]
+            out[:, :, stop * b :] = global_out[:, :, start * b :]
+        rows_out, _ = layout.split_rows(out, b)  # [B*H, n, b, D] view
+        rows_query = _as_4d(query)  # [B*H, n, b, D]
         lse_dtype = torch.promote_types(query.dtype, torch.float32)  # the fused kernel's
-        lse = torch.empty(query.shape[:-1], dtype=lse_dtype, device=query.device)
-        k_buffer, v_buffer = layout.slot_buffer(k_blocks, n), layout.slot_buffer(v_blocks, n)
-        for lo, hi in layout.chunks(batch, heads, n, b):
-            keys = layout.slots(k_blocks, lo, hi, k_buffer)  # [B, H, c, T, D]
-            values = layout.slots(v_blocks, lo, hi, v_buffer)
-            if layout.dropout_p == 0.0 and query.device.type == "cpu":
+        lse = torch.empty(rows_query.shape[:-1], dtype=lse_dtype, device=query.device)
+        k_buffer, v_buffer = layout.slot_buffer(k_blocks), layout.slot_buffer(v_blocks)
+        fused = layout.dropout_p == 0.0 and query.device.type == "cpu"
+        for chunk in layout.chunks:
+            lo, hi = chunk.lo, chunk.hi
+            keys = layout.slots(k_blocks, chunk, k_buffer)  # [B*H, c, T, D]
+            values = layout.slots(v_blocks, chunk, v_buffer)
+            if fused:
                 chunk_out, chunk_lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                    _as_4d(query[:, :, lo:hi]),
-                    _as_4d(keys),
-                    _as_4d(values),
-                    attn_mask=_as_4d(layout.bias[:, :, lo:hi]),
-                    scale=scale,
+                    rows_query[:, lo:hi], keys, values, attn_mask=chunk.bias, scale=scale
                 )  # [B*H, c, b, D], [B*H, c, b]
-                out[:, :, lo:hi] = chunk_out.view(batch, heads, hi - lo, b, dim)
-                lse[:, :, lo:hi] = chunk_lse.view(batch, heads, hi - lo, b)
+                rows_out[:, lo:hi] = chunk_out
+                lse[:, lo:hi] = chunk_lse
                 continue
-            scores = torch.matmul(query[:, :, lo:hi], keys.transpose(-1, -2))  # [B,H,c,b,T]
-            scores = scores.mul_(scale).add_(layout.bias[:, :, lo:hi])
-            top = scores.amax(dim=-1, keepdim=True)  # [B, H, c, b, 1]
+            scores = torch.matmul(rows_query[:, lo:hi], keys.transpose(-1, -2))  # [B*H,c,b,T]
+            scores = scores.mul_(scale).add_(chunk.bias)
+            top = scores.amax(dim=-1, keepdim=True)  # [B*H, c, b, 1]
             probs = scores.sub_(top).exp_()
             total = probs.sum(dim=-1, keepdim=True)
             probs /= total
-            lse[:, :, lo:hi] = (top + total.log()).squeeze(-1)
-            mask = layout.dropout_mask(probs.shape, lo, probs.device)
+            lse[:, lo:hi] = (top + total.log()).squeeze(-1)
+            mask = layout.dropout_mask(probs.shape, chunk, probs.device)
             if mask is not None:
                 probs *= mask
-            out[:, :, lo:hi] = torch.matmul(probs, values)
+            torch.matmul(probs, values, out=rows_out[:, lo:hi])
         ctx.save_for_backward(query, k_blocks, v_blocks, out, lse)
         ctx.layout = layout
         return out
@@ -242,46 +277,49 @@ class _SparseRows(torch.autograd.Function):
         layout: _SlotLayout = ctx.layout
         batch, heads, n, b, dim = query.shape
         scale = dim**-0.5
-        grad_out = grad_out.contiguous()
+        grad_rows, grad_global = layout.split_rows(grad_out.contiguous(), b)  # [B*H, n, b, D]
+        rows_out, _ = layout.split_rows(out, b)
+        rows_query = _as_4d(query)
         fused = layout.dropout_p == 0.0 and query.device.type == "cpu"
-        delta = None if fused else (grad_out * out).sum(-1)  # [B, H, n, b]
-        grad_query = torch.empty_like(query)
+        delta = None if fused else (grad_rows * rows_out).sum(-1)  # [B*H, n, b]
+        grad_query = torch.empty_like(rows_query)
         grad_k, grad_v = torch.zeros_like(k_blocks), torch.zeros_like(v_blocks)
-        k_buffer, v_buffer = layout.slot_buffer(k_blocks, n), layout.slot_buffer(v_blocks, n)
-        for lo, hi in layout.chunks(batch, heads, n, b):
-            keys = layout.slots(k_blocks, lo, hi, k_buffer)  # [B, H, c, T, D]
-            values = layout.slots(v_blocks, lo, hi, v_buffer)
-            q_chunk, g_chunk = query[:, :, lo:hi], grad_out[:, :, lo:hi]  # [B, H, c, b, D]
+        k_buffer, v_buffer = layout.slot_buffer(k_blocks), layout.slot_buffer(v_blocks)
+        for chunk in layout.chunks:
+            lo, hi = chunk.lo, chunk.hi
+            keys = layout.slots(k_blocks, chunk, k_buffer)  # [B*H, c, T, D]
+            values = layout.slots(v_blocks, chunk, v_buffer)
+            q_chunk, g_chunk = rows_query[:, lo:hi], grad_rows[:, lo:hi]  # [B*H, c, b, D]
             if fused:
                 grads = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-                    _as_4d(g_chunk),
-                    _as_4d(q_chunk),
-                    _as_4d(keys),
-                    _as_4d(values),
-                    _as_4d(out[:, :, lo:hi]),
-                    _as_4d(lse[:, :, lo:hi]),
+                    g_chunk,
+                    q_chunk,
+                    keys,
+                    values,
+                    rows_out[:, lo:hi],
+                    lse[:, lo:hi],
                     0.0,
                     False,
-                    attn_mask=_as_4d(layout.bias[:, :, lo:hi]),
+                    attn_mask=chunk.bias,
                     scale=scale,
                 )  # [B*H, c, b, D], [B*H, c, T, D], [B*H, c, T, D]
-                grad_query[:, :, lo:hi] = grads[0].view(q_chunk.shape)
-                layout.scatter_slots(grad_k, grads[1], lo, hi)
-                layout.scatter_slots(grad_v, grads[2], lo, hi)
+                grad_query[:, lo:hi] = grads[0]
+                layout.scatter_slots(grad_k, grads[1], chunk)
+                layout.scatter_slots(grad_v, grads[2], chunk)
                 continue
-            scores = torch.matmul(q_chunk, keys.transpose(-1, -2))  # [B, H, c, b, T]
-            scores = scores.mul_(scale).add_(layout.bias[:, :, lo:hi])
-            probs = scores.sub_(lse[:, :, lo:hi, :, None]).exp_()
-            grad_probs = torch.matmul(g_chunk, values.transpose(-1, -2))  # [B, H, c, b, T]
-            mask = layout.dropout_mask(probs.shape, lo, probs.device)
+            scores = torch.matmul(q_chunk, keys.transpose(-1, -2))  # [B*H, c, b, T]
+            scores = scores.mul_(scale).add_(chunk.bias)
+            probs = scores.sub_(lse[:, lo:hi, :, None]).exp_()
+            grad_probs = torch.matmul(g_chunk, values.transpose(-1, -2))  # [B*H, c, b, T]
+            mask = layout.dropout_mask(probs.shape, chunk, probs.device)
             if mask is not None:
                 grad_probs *= mask
                 grad_values = torch.matmul((probs * mask).transpose(-1, -2), g_chunk)
             else:
-                grad_values = torch.matmul(probs.transpose(-1, -2), g_chunk)  # [B, H, c, T, D]
-            grad_scores = probs.mul_(grad_probs.sub_(delta[:, :, lo:hi, :, None])).mul_(scale)
-            grad_query[:, :, lo:hi] = torch.matmul(grad_scores, keys)
-            grad_keys = torch.matmul(grad_scores.transpose(-1, -2), q_chunk)  # [B, H, c, T, D]
-            layout.scatter_slots(grad_k, grad_keys, lo, hi)
-            layout.scatter_slots(grad_v, grad_values, lo, hi)
-        return grad_query, grad_k, grad_v, None
+                grad_values = torch.matmul(probs.transpose(-1, -2), g_chunk)  # [B*H, c, T, D]
+            grad_scores = probs.mul_(grad_probs.sub_(delta[:, lo:hi, :, None])).mul_(scale)
+            grad_query[:, lo:hi] = torch.matmul(grad_scores, keys)
+            grad_keys = torch.matmul(grad_scores.transpose(-1, -2), q_chunk)  # [B*H, c, T, D]
+            layout.scatter_slots(grad_k, grad_keys, chunk)
+            layout.scatter_slots(grad_v, grad_values, chunk)
+        return grad_query.view(query.shape), grad_k, grad_v, grad_global, None
