@@ -35,8 +35,9 @@ BACKENDS = ("auto", "dense", "blocked", "flex")
 DENSE_MAX_BLOCKS = 12
 """``auto`` uses the dense backend up to this many blocks (768 tokens at b = 64). Measured with
 ``benchmarks/attention.py --contenders ours-blocked ours-dense`` on the 2-core CPU container
-(12 heads of width 64, b = 64, r = 3; table in ``benchmarks/RESULTS.md``): masked dense SDPA
-was faster up to 768 tokens, the blocked backend from 1024 tokens."""
+(12 heads of width 64, b = 64, r = 3; table in ``benchmarks/RESULTS.md``): for training
+(forward + backward) masked dense SDPA was faster up to 768 tokens and the blocked backend from
+1024 tokens; for inference alone the two tie at 512 and blocked wins from 768 by a few ms."""
 
 
 def choose_backend(
