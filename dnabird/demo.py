@@ -1,7 +1,7 @@
 """``dnabird demo``: the whole pretraining recipe, end to end, in a few minutes on a CPU.
 
 Genome FASTA -> held-out split -> documents (``preprocess``) -> SentencePiece tokenizer
-(``train-tokenizer``) -> token shards (``tokenize``) -> a ``tiny`` BigBird masked language
+(``train-tokenizer``) -> token shards (``tokenize``) -> a small BigBird masked language
 model (``pretrain``) -> held-out bits per character next to an interpolated k-mer baseline
 (``evaluate-mlm``) -> pictures of the attention pattern and the training curve.
 
@@ -192,6 +192,7 @@ def run_demo(
             f"data.tokens={out / 'tokens'}",
             f"data.max_length={options.max_length}",
             f"data.batch_size={options.batch_size}",
+            "data.val_fraction=0.02",
             "data.val_batches=4",
             "model.preset=tiny",
             f"model.overrides={json.dumps(model_overrides)}",
@@ -226,7 +227,7 @@ def run_demo(
         out / "attention_pattern.png",
     )
     plot_training_curve(
-        {"tiny BigBird": out / "pretrain" / "logs" / "metrics.csv"},
+        {f"BigBird 2 x {options.hidden_size}": out / "pretrain" / "logs" / "metrics.csv"},
         out / "training_curve.png",
         baselines={f"{best['order']}-mer Markov": best["bpc"]},
         title="Demo pretraining: bits per masked bp",

@@ -365,6 +365,11 @@ class MLMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(train=True)
 
+    @property
+    def validates(self) -> bool:
+        """Whether there is a validation split and validation batches to run."""
+        has_split = bool(self.split.val_chromosomes) or self.split.val_fraction > 0
+        return has_split and self.config.val_batches > 0
+
     def val_dataloader(self) -> DataLoader | list:
-        has_split = self.split.val_chromosomes or self.split.val_fraction > 0
-        return self._loader(train=False) if has_split and self.config.val_batches > 0 else []
+        return self._loader(train=False) if self.validates else []

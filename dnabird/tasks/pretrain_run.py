@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,19 @@ def _precision(config: PretrainConfig) -> str:
 def _route_lightning_logs() -> None:
     """When the application has configured logging (the CLI has), send Lightning's records
     through that handler alone, at its level: Lightning's import adds a console handler of
-    its own, which printed every message twice."""
+    its own, which printed every message twice. Its product advert is dropped."""
     import lightning  # noqa: F401 - the import is what adds the handler
 
     if logging.getLogger().handlers:
         logging.getLogger("lightning").handlers.clear()
         for name in ("lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.NOTSET)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_an_advert)
+
+
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    """Drop Lightning's "Tip: try installing litlogger" line: an advert, not about the run."""
+    return "litlogger" not in record.getMessage()
 
 
 def _loggers(out: Path) -> list:
@@ -142,7 +149,7 @@ def run_pretrain(
         log_every_n_steps=t.log_every_steps,
         val_check_interval=t.val_every_steps * t.accumulate_grad_batches,
         check_val_every_n_epoch=None,
-        limit_val_batches=config.data.val_batches,
+        limit_val_batches=config.data.val_batches if datamodule.validates else 0,
         num_sanity_val_steps=0,
         logger=_loggers(out),
         callbacks=[checkpoints, LearningRateMonitor("step"), *callbacks],
@@ -151,9 +158,12 @@ def run_pretrain(
         default_root_dir=out,
     )
     started = time.time()
-    trainer.fit(
-        module, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True
-    )
+    with warnings.catch_warnings():
+        # Lightning 2.6 calls a pytree API that torch 2.13 deprecates; nothing for users to do
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True
+        )
     export = out / EXPORT_DIR
     if trainer.is_global_zero:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

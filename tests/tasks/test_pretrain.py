@@ -205,3 +205,25 @@ def test_ddp_ranks_see_disjoint_data_covering_the_epoch(token_folder: Path, tmp_
         for chunk, _ in enumerate(pack_sentences(doc.sentence_ids, 510))
     }
     assert seen[0] | seen[1] == expected
+
+
+@pytest.mark.parametrize(
+    ("chromosomes", "fraction", "batches", "expected"),
+    [([], 0.0, 10, False), ([], 0.1, 0, False), ([], 0.1, 10, True), (["chr2"], 0.0, 10, True)],
+)
+def test_data_module_validates_only_with_a_split_and_batches(
+    token_folder: Path, chromosomes, fraction, batches, expected
+) -> None:
+    from dnabird.data.masking import MaskingConfig
+    from dnabird.data.mlm import MLMDataConfig, MLMDataModule
+
+    config = MLMDataConfig(
+        tokens=str(token_folder),
+        val_chromosomes=chromosomes,
+        val_fraction=fraction,
+        val_batches=batches,
+    )
+    module = MLMDataModule(config, MaskingConfig(), seed=0)
+    assert module.validates is expected
+    if not expected:
+        assert module.val_dataloader() == []
