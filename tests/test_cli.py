@@ -57,6 +57,7 @@ def test_env_command_reports_versions():
     assert result.returncode == 0
     assert __version__ in result.stdout
     assert "torch" in result.stdout
+    assert "cpu attention kernel" in result.stdout
 
 
 @pytest.fixture

@@ -40,7 +40,10 @@ def environment_report() -> dict[str, str]:
         import torch
     except ImportError:
         return report
+    from dnabird.model.attention import cpu_kernel
+
     report["torch threads"] = str(torch.get_num_threads())
+    report["cpu attention kernel"] = cpu_kernel.status()
     if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         report["cuda"] = f"{torch.version.cuda} ({', '.join(names)})"

@@ -6,13 +6,14 @@ the pattern's block lists.
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import pytest
 import torch
 
 from dnabird.errors import ConfigError
-from dnabird.model.attention import choose_backend, sparse_attention
+from dnabird.model.attention import choose_backend, cpu_kernel, sparse_attention
 from dnabird.model.attention.api import DENSE_MAX_BLOCKS
 from dnabird.model.attention.blocked import blocked_attention
 from dnabird.model.attention.dense import dense_attention
@@ -54,6 +55,24 @@ def reference(q, k, v, pattern, keep):
     return torch.softmax(scores, dim=-1) @ v
 
 
+@pytest.fixture(params=["kernel", "pytorch"])
+def cpu_path(request, monkeypatch):
+    """Run a blocked-backend test with our compiled CPU kernel and with the pure-PyTorch path;
+    checks afterwards that the kernel was called exactly when asked for."""
+    monkeypatch.setenv("DNABIRD_CPU_KERNEL", "1" if request.param == "kernel" else "0")
+    if request.param == "kernel" and not cpu_kernel.available():
+        if shutil.which("c++") is None and shutil.which("g++") is None:
+            pytest.skip("no C++ compiler to build the CPU kernel")
+        pytest.fail(f"the CPU kernel did not build: {cpu_kernel.status()}")
+    calls = []
+    forward = cpu_kernel.sparse_rows_forward
+    monkeypatch.setattr(
+        cpu_kernel, "sparse_rows_forward", lambda *a: calls.append(1) or forward(*a)
+    )
+    yield request.param
+    assert bool(calls) == (request.param == "kernel")
+
+
 def loss_on_real_rows(out, keep, weights):
     """A scalar that depends on every real (unpadded) query row of ``out``."""
     return (out * weights * keep[:, None, :, None]).sum()
@@ -83,7 +102,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_blocked_matches_dense_outputs_and_gradients(case):
+def test_blocked_matches_dense_outputs_and_gradients(case, cpu_path):
     num_blocks, mode, g, r, lengths = CASES[case]
     pattern = pattern_for(num_blocks, mode=mode, g=g, r=r, seed=len(case))
     length = max(lengths)  # may be shorter than the pattern (not a block multiple)
@@ -103,8 +122,8 @@ def test_blocked_matches_dense_outputs_and_gradients(case):
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=f"grad of {name}")
 
 
-def test_blocked_inference_path_matches_dense():
-    """Without gradients the blocked kernel takes a separate (fused softmax) path."""
+def test_blocked_inference_path_matches_dense(cpu_path):
+    """Without gradients nothing is saved for backward; same result."""
     num_blocks, mode, g, r, lengths = CASES["etc-padded-batch"]
     pattern = pattern_for(num_blocks, mode=mode, g=g, r=r)
     keep = padding_mask(lengths, max(lengths))
@@ -132,7 +151,7 @@ def test_blocked_handles_many_chunks(monkeypatch):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
 
-def test_blocked_accepts_non_contiguous_inputs():
+def test_blocked_accepts_non_contiguous_inputs(cpu_path):
     """Head-transposed views (as a projection's ``[B, L, H, D]`` output gives) work unchanged."""
     pattern = pattern_for(14, r=2)
     q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in inputs(2, 3, 112))

@@ -12,8 +12,9 @@ keys are never attended); output ``[B, H, L, D]``. Softmax scale ``1 / sqrt(D)``
   (when it covers all blocks this is plain full attention with key padding only);
 - ``flex`` on CUDA without attention dropout (fused Triton kernels, forward and backward);
 - ``blocked`` otherwise: on the CPU for training *and* inference (compiled FlexAttention
-  measured slower than ``blocked`` on the CPU), and on CUDA with attention dropout (FlexAttention
-  has no dropout).
+  measured slower than ``blocked`` on the CPU; its float32 forward runs our compiled kernel,
+  see :mod:`dnabird.model.attention.cpu_kernel`), and on CUDA with attention dropout
+  (FlexAttention has no dropout).
 
 Query rows with no visible key (possible only at padded positions) give unspecified finite
 values that differ between backends; discard them, as the models do.

@@ -10,12 +10,15 @@ ordinary query block, ``T = S * b`` keys per ordinary query block.
 - Global query rows (a run of blocks at the start and one at the end) see every key: one dense
   SDPA pass, copied into the one output tensor the ordinary rows are written into (no final
   concatenation of a ``[B, H, L, D]`` output).
-- Each ordinary query block ``i`` gathers its keys as ``[global | window | random]`` by one
-  ``index_select`` over the blocks of all heads (window blocks off the sequence are clamped
-  and masked), a few query blocks at a time into reused buffers; on the CPU without dropout
-  each chunk is then one fused FlashAttention kernel call (and its fused backward), the rows
-  of the chunk acting as heads; otherwise one batched matmul, a softmax over the ``T`` keys
-  and one batched matmul with the values.
+- Forward of the ordinary query blocks on the CPU in float32 without dropout: our compiled
+  kernel (:mod:`dnabird.model.attention.cpu_kernel`), which reads each run of consecutive key
+  blocks straight from ``K`` and ``V`` (no gather), when it could be built.
+- Otherwise (and for every backward pass) each ordinary query block ``i`` gathers its keys as
+  ``[global | window | random]`` by one ``index_select`` over the blocks of all heads (window
+  blocks off the sequence are clamped and masked), a few query blocks at a time into reused
+  buffers; on the CPU without dropout each chunk is then one fused FlashAttention kernel call
+  (and its fused backward), the rows of the chunk acting as heads; otherwise one batched
+  matmul, a softmax over the ``T`` keys and one batched matmul with the values.
 - Slots that are not real keys (window blocks off the sequence or global — those are already in
   the global slots —, unused random slots, padded tokens) get the dtype's minimum as score, so a
   row with no visible key stays finite.
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dnabird.model.attention import cpu_kernel
 from dnabird.model.patterns import BlockPattern
 
 _CHUNK_ELEMENTS = 1 << 20
@@ -118,12 +122,21 @@ def _ordinary_rows(
     keep = keep.expand(-1, -1, -1, -1, b).reshape(keep.shape[0], heads, n, 1, -1)
     head_offset = torch.arange(heads, device=device)[:, None, None] * nb  # [H, 1, 1]
     bias = _keep_to_bias(keep.expand(batch, -1, -1, -1, -1), q.dtype)  # [B, H, n, 1, T]
+    use_kernel = (
+        device.type == "cpu"
+        and q.dtype == torch.float32
+        and dropout_p == 0.0
+        and slot_idx.shape[-1] <= cpu_kernel.MAX_SLOTS
+        and cpu_kernel.available()
+    )
     layout = _SlotLayout(
         rows=(start, stop),
         chunks=_plan_chunks(slot_idx + head_offset, bias, b),
         dropout_p=dropout_p,
         seed=int(torch.randint(0, 2**62, (1,))) if dropout_p > 0.0 else 0,
+        kernel_slots=(slot_idx, slot_ok, key_padding_mask) if use_kernel else None,
     )
+    q = q.contiguous() if use_kernel else q
     query = q[:, :, start * b : stop * b].reshape(batch, heads, n, b, dim)  # a view
     k_blocks = k.contiguous().view(batch, heads, nb, b, dim)  # [B, H, NB, b, D]
     v_blocks = v.contiguous().view(batch, heads, nb, b, dim)  # (slots gather from flat views)
@@ -168,6 +181,10 @@ class _SlotLayout:
     """Dropout probability on attention probabilities."""
     seed: int
     """Seed of the dropout masks (regenerated, not stored, for the backward pass)."""
+    kernel_slots: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+    """For :mod:`cpu_kernel` (the forward pass on the CPU in float32 without dropout, when it
+    is built): key block ``[H, n, S]`` and validity ``[H, n, S]`` of every slot, and the key
+    padding mask ``[B, L]`` or None. None: the forward runs chunk by chunk."""
 
     def slots(self, blocks: torch.Tensor, chunk: _Chunk, buffer: torch.Tensor) -> torch.Tensor:
         """Keys (or values) of the slots of the chunk's rows: ``[B*H, c, T, D]``, gathered
@@ -220,9 +237,12 @@ class _SparseRows(torch.autograd.Function):
     """Softmax attention of each ordinary query block over its slots, chunk by chunk; the
     global rows' output (computed outside, by dense SDPA) is copied into the same output.
 
-    Without dropout every chunk is one fused CPU FlashAttention call (forward, and its backward
-    kernel in backward) on ``[B*H, c, b, D]`` queries and ``[B*H, c, T, D]`` gathered slots,
-    rows of the chunk acting as heads. With dropout (which that kernel lacks) or off the CPU the
+    Forward on the CPU in float32 without dropout: one call of our compiled kernel for all
+    ordinary rows (``layout.kernel_slots``). Otherwise, without dropout, every chunk is one
+    fused CPU FlashAttention call on ``[B*H, c, b, D]`` queries and ``[B*H, c, T, D]``
+    gathered slots, rows of the chunk acting as heads; backward always runs that kernel's
+    backward (our kernel gives the same output and log-sum-exp). With dropout (which that
+    kernel lacks) or off the CPU the
     chunk is two matmuls around an explicit softmax. Forward saves only the inputs, the output
     and the row log-sum-exp; backward regathers the slots chunk by chunk, so memory stays
     ``O(L * D)`` plus one chunk, and slot gradients are added back in place onto the key and
@@ -243,6 +263,18 @@ class _SparseRows(torch.autograd.Function):
         rows_query = _as_4d(query)  # [B*H, n, b, D]
         lse_dtype = torch.promote_types(query.dtype, torch.float32)  # the fused kernel's
         lse = torch.empty(rows_query.shape[:-1], dtype=lse_dtype, device=query.device)
+        ctx.save_for_backward(query, k_blocks, v_blocks, out, lse)
+        ctx.layout = layout
+        if layout.kernel_slots is not None:
+            cpu_kernel.sparse_rows_forward(
+                query,
+                k_blocks.view(batch, heads, -1, dim),
+                v_blocks.view(batch, heads, -1, dim),
+                out[:, :, start * b : stop * b].view(query.shape),
+                lse,
+                *layout.kernel_slots,
+            )
+            return out
         k_buffer, v_buffer = layout.slot_buffer(k_blocks), layout.slot_buffer(v_blocks)
         fused = layout.dropout_p == 0.0 and query.device.type == "cpu"
         for chunk in layout.chunks:
@@ -267,8 +299,6 @@ class _SparseRows(torch.autograd.Function):
             if mask is not None:
                 probs *= mask
             torch.matmul(probs, values, out=rows_out[:, lo:hi])
-        ctx.save_for_backward(query, k_blocks, v_blocks, out, lse)
-        ctx.layout = layout
         return out
 
     @staticmethod

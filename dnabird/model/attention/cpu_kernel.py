@@ -1,0 +1,229 @@
+"""Our compiled CPU kernel for the forward pass of the ordinary query blocks (float32).
+
+``sparse_rows_cpu.cpp`` (beside this file) is compiled on first use with the system C++
+compiler into ``$DNABIRD_CACHE_DIR/kernels`` (default ``~/.cache/dnabird/kernels``), one
+library per source, compiler flags, PyTorch version and CPU, and loaded through ``ctypes``. It
+needs no PyTorch headers (builds in about a second): BLAS is the ``sgemm_`` that PyTorch's CPU
+library exports and threads are the OpenMP runtime PyTorch has loaded. Where it cannot be
+built (no compiler, no OpenMP, a PyTorch without that symbol) the blocked backend keeps its
+pure-PyTorch path and one warning says why. ``DNABIRD_CPU_KERNEL=0`` turns the kernel off.
+
+Why a kernel of our own: per ordinary query block it reads each run of consecutive key blocks
+(the window, neighbouring random blocks) straight from ``K`` and ``V`` with one ``sgemm`` per
+run and no gather copy, with the block's scores kept in cache; PyTorch's fused CPU attention
+needs the keys gathered first and tiles 64-row queries by 32 (``benchmarks/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("sparse_rows_cpu.cpp")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fPIC", "-shared", "-std=c++17")
+MAX_SLOTS = 64
+"""Key blocks per query block the kernel supports (BigBird uses g + w + r, about 8)."""
+
+
+def cache_dir() -> Path:
+    """Folder for built kernels: ``$DNABIRD_CACHE_DIR/kernels`` or ``~/.cache/dnabird/kernels``."""
+    root = os.environ.get("DNABIRD_CACHE_DIR") or Path.home() / ".cache" / "dnabird"
+    return Path(root) / "kernels"
+
+
+def enabled() -> bool:
+    """False when ``DNABIRD_CPU_KERNEL`` is set to 0 / false / no / off."""
+    setting = os.environ.get("DNABIRD_CPU_KERNEL", "1").strip().lower()
+    return setting not in {"0", "false", "no", "off"}
+
+
+def _cpu_signature() -> str:
+    """What the ``-march=native`` code depends on: the CPU's feature flags (Linux) or model."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _library_path(compiler: str) -> Path:
+    key = hashlib.sha256()
+    for part in (
+        SOURCE.read_bytes(),
+        " ".join(FLAGS).encode(),
+        compiler.encode(),
+        torch.__version__.encode(),
+        _cpu_signature().encode(),
+    ):
+        key.update(part)
+    return cache_dir() / f"sparse_rows_cpu-{key.hexdigest()[:16]}.so"
+
+
+def _build(compiler: str, target: Path) -> None:
+    """Compile :data:`SOURCE` into ``target`` (written under a temporary name, then renamed)."""
+    torch_lib = Path(torch.__file__).parent / "lib"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(suffix=".so.partial", dir=target.parent)
+    os.close(fd)
+    try:
+        command = [
+            compiler,
+            *FLAGS,
+            str(SOURCE),
+            "-o",
+            partial,
+            f"-L{torch_lib}",
+            "-ltorch_cpu",
+            f"-Wl,-rpath,{torch_lib}",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            first = next(
+                (line for line in result.stderr.splitlines() if "error" in line),
+                result.stderr.strip()[:200],
+            )
+            raise OSError(f"{compiler} failed: {first}")
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+@functools.cache
+def _load() -> ctypes.CDLL | str:
+    """The loaded kernel library (built when needed), or why it cannot be had."""
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        return "no C++ compiler found (set CXX)"
+    try:
+        path = _library_path(compiler)
+        if not path.exists():
+            _build(compiler, path)
+        library = ctypes.CDLL(str(path))
+        function = library.dnabird_sparse_rows_forward_f32
+    except (OSError, AttributeError) as error:
+        return str(error)
+    pointer, int64 = ctypes.c_void_p, ctypes.c_int64
+    function.argtypes = [pointer] * 5 + [int64] * 7 + [pointer] * 3 + [ctypes.c_float, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return library
+
+
+def status() -> str:
+    """One line for ``dnabird env``: whether the kernel is used, and why not."""
+    if not enabled():
+        return "off (DNABIRD_CPU_KERNEL=0)"
+    loaded = _load()
+    if isinstance(loaded, ctypes.CDLL):
+        return f"built ({loaded._name})"
+    return f"unavailable: {loaded}"
+
+
+def available() -> bool:
+    """Whether the kernel is enabled and built (builds it on first call; warns once if it
+    cannot be built)."""
+    if not enabled():
+        return False
+    loaded = _load()
+    if isinstance(loaded, ctypes.CDLL):
+        return True
+    if not _warned:
+        _warned.append(loaded)
+        warnings.warn(
+            f"dnabird: CPU attention kernel unavailable ({loaded}); using the slower "
+            "pure-PyTorch path",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return False
+
+
+_warned: list[str] = []
+"""Non-empty once the "unavailable" warning was given."""
+
+
+def sparse_rows_forward(
+    query: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out_rows: torch.Tensor,
+    lse: torch.Tensor,
+    slot_block: torch.Tensor,
+    slot_valid: torch.Tensor,
+    key_keep: torch.Tensor | None,
+) -> None:
+    """Softmax attention of the ordinary query blocks over their key slots, written in place.
+
+    ``query: [B, H, n, b, D]`` and ``out_rows`` (same shape) are views of ``[B, H, L, D]``
+    tensors starting at the first ordinary row; ``k, v: [B, H, L, D]`` contiguous float32;
+    ``lse: [B*H, n, b]`` float32 receives each row's log-sum-exp of its scaled scores;
+    ``slot_block: [H, n, S]`` int64 key block of every slot, ``slot_valid: [H, n, S]`` bool
+    (invalid slots are skipped); ``key_keep: [B, L]`` bool (True = real token) or None.
+    Call only when :func:`available`.
+    """
+    batch, heads, rows, block, dim = query.shape
+    length = k.shape[2]
+    row_strides = (heads * length * dim, length * dim, block * dim, dim, 1)
+    for name, tensor in (("query", query), ("out_rows", out_rows)):
+        strides = zip(tensor.shape, tensor.stride(), row_strides, strict=True)
+        laid_out = all(size == 1 or got == want for size, got, want in strides)
+        if not laid_out or tensor.shape != query.shape or tensor.dtype != torch.float32:
+            raise ValueError(f"{name} must be a float32 row view of a contiguous [B, H, L, D]")
+    expected = {
+        "k": (k, (batch, heads, length, dim)),
+        "v": (v, (batch, heads, length, dim)),
+        "lse": (lse, (batch * heads, rows, block)),
+    }
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape or tensor.dtype != torch.float32:
+            raise ValueError(
+                f"{name} must be float32 {list(shape)}; got {tensor.dtype} {tensor.shape}"
+            )
+        if not tensor.is_contiguous():
+            raise ValueError(f"{name} must be contiguous")
+    slots = slot_block.shape[-1]
+    if slot_block.shape != (heads, rows, slots) or slot_valid.shape != slot_block.shape:
+        raise ValueError(f"slot_block and slot_valid must be [H, n, S]; got {slot_block.shape}")
+    if slots > MAX_SLOTS:
+        raise ValueError(f"at most {MAX_SLOTS} key blocks per query block; got {slots}")
+    visible = slot_block[slot_valid.bool()]
+    if len(visible) and (visible.min() < 0 or visible.max() >= length // block):
+        raise ValueError(f"slot_block lists blocks outside 0 .. {length // block - 1}")
+    if key_keep is not None and key_keep.shape != (batch, length):
+        raise ValueError(f"key_keep must be [B, L] = [{batch}, {length}]; got {key_keep.shape}")
+    slot_block = slot_block.to(torch.int64).contiguous()
+    slot_valid = slot_valid.to(torch.uint8).contiguous()
+    keep = None if key_keep is None else key_keep.to(torch.uint8).contiguous()
+    code = _load().dnabird_sparse_rows_forward_f32(
+        query.data_ptr(),
+        k.data_ptr(),
+        v.data_ptr(),
+        out_rows.data_ptr(),
+        lse.data_ptr(),
+        batch * heads,
+        heads,
+        length,
+        dim,
+        block,
+        rows,
+        slot_block.shape[-1],
+        slot_block.data_ptr(),
+        slot_valid.data_ptr(),
+        None if keep is None else keep.data_ptr(),
+        dim**-0.5,
+        torch.get_num_threads(),
+    )
+    if code != 0:
+        raise RuntimeError(f"CPU attention kernel failed with code {code}")

@@ -1,0 +1,200 @@
+// Forward pass of the ordinary (non-global) query blocks of BigBird attention on the CPU.
+//
+// Built and loaded by dnabird/model/attention/cpu_kernel.py (plain C ABI, called through
+// ctypes); BLAS is the sgemm_ that PyTorch's own CPU library exports (MKL in the PyPI wheels),
+// threads are OpenMP (the runtime PyTorch has already loaded).
+//
+// For every (batch x head) `bh` and ordinary query block `i`, with b = block size, D = head
+// width, L = tokens, NB = L / b blocks:
+//   1. the row's visible key blocks (its slots minus the invalid ones) are sorted and merged
+//      into runs of consecutive blocks, so each run is one contiguous [len*b, D] slab of K and V
+//      (no gather copy);
+//   2. scores  S[b, T] = scale * Q_i K_run^T, one sgemm per run, T = keys of the row;
+//   3. padded keys get the float minimum as score, then a row softmax in place (exp by a
+//      vectorisable polynomial), lse = max + log(sum);
+//   4. O_i[b, D] = P V_run summed over runs (sgemm with beta = 1), rows scaled by 1 / sum.
+// Each thread owns one [b, T_max] score buffer, so a row block's scores stay in L2 cache.
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
+                       const int* k, const float* alpha, const float* a, const int* lda,
+                       const float* b, const int* ldb, const float* beta, float* c,
+                       const int* ldc);
+
+namespace {
+
+// C (row-major, rows x cols, leading dimension ldc) = alpha * A B^T + beta * C, where A is
+// row-major [rows, inner] (lda) and B row-major [cols, inner] (ldb). Column-major sgemm sees
+// C^T = B A^T.
+void gemm_abt(int rows, int cols, int inner, float alpha, const float* a, int lda,
+              const float* b, int ldb, float beta, float* c, int ldc) {
+  const char trans = 'T', keep = 'N';
+  sgemm_(&trans, &keep, &cols, &rows, &inner, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+
+// C (row-major, rows x cols, ldc) = alpha * A B + beta * C, A row-major [rows, inner] (lda),
+// B row-major [inner, cols] (ldb). Column-major: C^T = B^T A^T.
+void gemm_ab(int rows, int cols, int inner, float alpha, const float* a, int lda,
+             const float* b, int ldb, float beta, float* c, int ldc) {
+  const char keep = 'N';
+  sgemm_(&keep, &keep, &cols, &rows, &inner, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+
+// exp(x) for x <= 0 to ~2 ulp; 0 below -87.3 (where float exp underflows). Written so the
+// compiler vectorises the loops that call it.
+inline float exp_nonpositive(float x) {
+  const float clamped = std::max(x, -87.3f);
+  const float n = std::nearbyint(clamped * 1.44269504f);  // round(x / ln 2)
+  const float r = std::fma(n, -0.693359375f, clamped);     // x - n ln2, in two parts
+  const float f = std::fma(n, 2.12194440e-4f, r);
+  float p = 1.98412698e-4f;  // Taylor to degree 7 on |f| <= ln2 / 2
+  p = std::fma(p, f, 1.38888889e-3f);
+  p = std::fma(p, f, 8.33333333e-3f);
+  p = std::fma(p, f, 4.16666667e-2f);
+  p = std::fma(p, f, 1.66666667e-1f);
+  p = std::fma(p, f, 0.5f);
+  p = std::fma(p, f, 1.0f);
+  p = std::fma(p, f, 1.0f);
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < -87.3f ? 0.0f : p * scale;
+}
+
+// Largest of x[0 .. count-1], 16 independent lanes so the compiler vectorises it (a single
+// running maximum is a serial dependency chain).
+float row_max(const float* x, int64_t count) {
+  constexpr int64_t kLanes = 16;
+  float lanes[kLanes];
+  std::fill(lanes, lanes + kLanes, -FLT_MAX);
+  int64_t j = 0;
+  for (; j + kLanes <= count; j += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] = lanes[l] < x[j + l] ? x[j + l] : lanes[l];
+  }
+  for (; j < count; ++j) lanes[0] = std::max(lanes[0], x[j]);
+  return *std::max_element(lanes, lanes + kLanes);
+}
+
+struct Run {
+  int64_t block;  // first key block
+  int64_t count;  // consecutive blocks
+};
+
+// The row's visible key blocks as runs of consecutive blocks (at most `slots` runs).
+int key_runs(const int64_t* slot_block, const uint8_t* slot_valid, int slots, Run* runs) {
+  int64_t blocks[64];
+  int count = 0;
+  for (int s = 0; s < slots; ++s) {
+    if (slot_valid[s]) blocks[count++] = slot_block[s];
+  }
+  std::sort(blocks, blocks + count);
+  int num_runs = 0;
+  for (int s = 0; s < count; ++s) {
+    if (s > 0 && blocks[s] == blocks[s - 1]) continue;  // a block listed twice is seen once
+    if (num_runs > 0 && blocks[s] == runs[num_runs - 1].block + runs[num_runs - 1].count) {
+      ++runs[num_runs - 1].count;
+    } else {
+      runs[num_runs++] = Run{blocks[s], 1};
+    }
+  }
+  return num_runs;
+}
+
+}  // namespace
+
+extern "C" {
+
+// k, v: [BH, L, D] float32, contiguous (BH = batch * heads). q and out point at the first
+// ordinary query row of a [BH, L, D] float32 tensor (head stride L * D); the `rows` ordinary
+// blocks of `out` are written, and their rows' log-sum-exp of the scaled scores to `lse`
+// [BH, rows * b].
+// slot_block / slot_valid: [H, rows, slots] key block of every slot and whether it is a real
+// key (invalid slots are skipped). key_keep: [B, L] uint8 (1 = real token) or null.
+// Returns 0, or 1 when `slots` exceeds the supported 64.
+int dnabird_sparse_rows_forward_f32(const float* q, const float* k, const float* v, float* out,
+                                    float* lse, int64_t batch_heads, int64_t heads,
+                                    int64_t length, int64_t dim, int64_t block, int64_t rows,
+                                    int64_t slots,
+                                    const int64_t* slot_block, const uint8_t* slot_valid,
+                                    const uint8_t* key_keep, float scale, int threads) {
+  if (slots > 64) return 1;
+  const int64_t max_keys = slots * block;
+  const int64_t tasks = batch_heads * rows;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> scores(static_cast<size_t>(block * max_keys));
+    std::vector<float> inverse_sum(static_cast<size_t>(block));
+    Run runs[64];
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t bh = task / rows, row = task % rows, head = bh % heads;
+      const int64_t pattern_row = (head * rows + row) * slots;
+      const int num_runs = key_runs(slot_block + pattern_row, slot_valid + pattern_row,
+                                    static_cast<int>(slots), runs);
+      const float* q_row = q + (bh * length + row * block) * dim;
+      const float* k_head = k + bh * length * dim;
+      const float* v_head = v + bh * length * dim;
+      const uint8_t* keep = key_keep ? key_keep + (bh / heads) * length : nullptr;
+      float* o_row = out + (bh * length + row * block) * dim;
+      float* lse_row = lse + bh * rows * block + row * block;
+      if (num_runs == 0) {  // sees no key at all: zeros (never the case for BigBird rows)
+        std::fill(o_row, o_row + block * dim, 0.0f);
+        std::fill(lse_row, lse_row + block, -FLT_MAX);
+        continue;
+      }
+      float* s = scores.data();
+      const int ld = static_cast<int>(max_keys);
+
+      int64_t keys = 0;  // scores: one sgemm per run
+      for (int r = 0; r < num_runs; ++r) {
+        const int64_t width = runs[r].count * block;
+        gemm_abt(static_cast<int>(block), static_cast<int>(width), static_cast<int>(dim), scale,
+                 q_row, static_cast<int>(dim), k_head + runs[r].block * block * dim,
+                 static_cast<int>(dim), 0.0f, s + keys, ld);
+        if (keep) {
+          const uint8_t* run_keep = keep + runs[r].block * block;
+          for (int64_t j = 0; j < width; ++j) {
+            if (run_keep[j]) continue;
+            for (int64_t t = 0; t < block; ++t) s[t * max_keys + keys + j] = -FLT_MAX;
+          }
+        }
+        keys += width;
+      }
+
+      for (int64_t t = 0; t < block; ++t) {  // softmax numerators in place
+        float* line = s + t * max_keys;
+        const float top = row_max(line, keys);
+        float total = 0.0f;
+#pragma omp simd reduction(+ : total)
+        for (int64_t j = 0; j < keys; ++j) {
+          line[j] = exp_nonpositive(line[j] - top);
+          total += line[j];
+        }
+        inverse_sum[t] = 1.0f / total;
+        lse_row[t] = top + std::log(total);
+      }
+
+      keys = 0;  // output: P V summed over runs
+      for (int r = 0; r < num_runs; ++r) {
+        const int64_t width = runs[r].count * block;
+        gemm_ab(static_cast<int>(block), static_cast<int>(dim), static_cast<int>(width), 1.0f,
+                s + keys, ld, v_head + runs[r].block * block * dim, static_cast<int>(dim),
+                r == 0 ? 0.0f : 1.0f, o_row, static_cast<int>(dim));
+        keys += width;
+      }
+      for (int64_t t = 0; t < block; ++t) {
+#pragma omp simd
+        for (int64_t d = 0; d < dim; ++d) o_row[t * dim + d] *= inverse_sum[t];
+      }
+    }
+  }
+  return 0;
+}
+
+}  // extern "C"

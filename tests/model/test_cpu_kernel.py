@@ -1,0 +1,164 @@
+"""Our compiled CPU attention kernel against an explicit softmax written here, its build cache
+and its fallback. (Equivalence with the dense backend through ``sparse_attention`` is in
+``test_attention.py``, which runs the blocked backend with and without the kernel.)"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from dnabird.model.attention import cpu_kernel
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="no C++ compiler to build the CPU kernel",
+)
+
+
+def explicit_rows(q, k, v, block, first_row, slot_block, slot_valid, keep):
+    """Output ``[B, H, n, b, D]`` and log-sum-exp ``[B*H, n, b]`` of the ordinary query blocks
+    ``first_row ..``, one block at a time: a softmax over the tokens of its valid key blocks
+    (a block listed twice counts once), padded keys left out."""
+    batch, heads, _, dim = q.shape
+    rows = slot_block.shape[1]
+    out = torch.zeros(batch, heads, rows, block, dim, dtype=torch.float64)
+    lse = torch.zeros(batch * heads, rows, block, dtype=torch.float64)
+    for bi in range(batch):
+        for h in range(heads):
+            for row in range(rows):
+                blocks = sorted(set(slot_block[h, row][slot_valid[h, row]].tolist()))
+                tokens = torch.cat([torch.arange(j * block, (j + 1) * block) for j in blocks])
+                if keep is not None:
+                    tokens = tokens[keep[bi, tokens]]
+                i = first_row + row
+                query = q[bi, h, i * block : (i + 1) * block].double()
+                scores = query @ k[bi, h, tokens].double().T / dim**0.5
+                out[bi, h, row] = torch.softmax(scores, -1) @ v[bi, h, tokens].double()
+                lse[bi * heads + h, row] = torch.logsumexp(scores, -1)
+    return out, lse
+
+
+def run_kernel(q, k, v, block, first_row, slot_block, slot_valid, keep):
+    batch, heads, length, dim = q.shape
+    rows = slot_block.shape[1]
+    out = torch.full_like(q, float("nan"))
+    lse = torch.empty(batch * heads, rows, block)
+    span = slice(first_row * block, (first_row + rows) * block)
+    view = (batch, heads, rows, block, dim)
+    cpu_kernel.sparse_rows_forward(
+        q[:, :, span].view(view), k, v, out[:, :, span].view(view), lse,
+        slot_block, slot_valid, keep,
+    )  # fmt: skip
+    return out, lse
+
+
+def random_case(batch, heads, blocks, block, dim, slots, padded, seed):
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(batch, heads, blocks * block, dim, generator=gen) for _ in range(3))
+    first_row, rows = 1, blocks - 2
+    slot_block = torch.randint(0, blocks, (heads, rows, slots), generator=gen)
+    slot_block[..., 0] = torch.arange(first_row, first_row + rows)  # own block, always valid
+    slot_block[..., 1] = slot_block[..., 0] + 1  # a run of two consecutive blocks
+    slot_block[..., 2] = slot_block[..., 3]  # a duplicate
+    slot_valid = torch.rand(heads, rows, slots, generator=gen) > 0.3
+    slot_valid[..., 0] = True
+    keep = None
+    if padded:
+        keep = torch.ones(batch, blocks * block, dtype=torch.bool)
+        keep[0, -block - 3 :] = False  # padded tail, cutting into a block
+        keep[-1, block + 1 : 2 * block] = False
+    return (q, k, v, block, first_row, slot_block, slot_valid, keep)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        # batch, heads, blocks, block, dim, slots, padded
+        (1, 2, 8, 8, 16, 6, False),
+        (2, 3, 9, 8, 24, 8, True),
+        (2, 2, 7, 64, 64, 8, True),
+        (1, 1, 5, 16, 8, 4, False),
+    ],
+)
+def test_kernel_matches_explicit_softmax(shape):
+    case = random_case(*shape, seed=sum(shape))
+    q, block, first_row, rows = case[0], case[3], case[4], case[5].shape[1]
+    want_out, want_lse = explicit_rows(*case)
+    got_out, got_lse = run_kernel(*case)
+    span = slice(first_row * block, (first_row + rows) * block)
+    got_rows = got_out[:, :, span].reshape(want_out.shape)
+    torch.testing.assert_close(got_rows.double(), want_out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_lse.double(), want_lse, atol=1e-5, rtol=1e-6)
+    outside = torch.cat([got_out[:, :, : span.start], got_out[:, :, span.stop :]], dim=2)
+    assert outside.isnan().all(), "the kernel wrote outside the ordinary rows"
+    assert q.shape == got_out.shape
+
+
+def test_kernel_uses_every_thread_count_alike():
+    case = random_case(2, 3, 10, 16, 32, 7, True, seed=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run_kernel(*case)
+        torch.set_num_threads(2)
+        two = run_kernel(*case)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(one[0], two[0], atol=0, rtol=0, equal_nan=True)
+    torch.testing.assert_close(one[1], two[1], atol=0, rtol=0)
+
+
+def test_query_rows_with_no_visible_key_stay_finite():
+    q, k, v, block, first_row, slot_block, slot_valid, _ = random_case(1, 1, 4, 8, 8, 4, False, 3)
+    slot_block[:] = 1
+    slot_valid[:] = False
+    slot_valid[..., 0] = True
+    keep = torch.ones(1, 32, dtype=torch.bool)
+    keep[0, 8:16] = False  # every visible key is padding
+    out, lse = run_kernel(q, k, v, block, first_row, slot_block, slot_valid, keep)
+    assert torch.isfinite(out[:, :, 8:24]).all() and torch.isfinite(lse).all()
+
+
+def test_kernel_refuses_views_it_cannot_read():
+    q, k, v, block, first_row, slot_block, slot_valid, keep = random_case(
+        1, 2, 6, 8, 16, 4, False, 1
+    )
+    rows = slot_block.shape[1]
+    lse = torch.empty(2, rows, block)
+    wrong = q.transpose(1, 2).contiguous().transpose(1, 2)[:, :, 8:40].reshape(1, 2, rows, 8, 16)
+    with pytest.raises(ValueError, match="query must be a float32 row view"):
+        cpu_kernel.sparse_rows_forward(wrong, k, v, wrong, lse, slot_block, slot_valid, keep)
+
+
+def test_build_is_cached_and_a_broken_compiler_falls_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("DNABIRD_CACHE_DIR", str(tmp_path))
+    cpu_kernel._load.cache_clear()
+    try:
+        assert cpu_kernel.available()
+        built = list((tmp_path / "kernels").glob("*.so"))
+        assert len(built) == 1 and not list((tmp_path / "kernels").glob("*.partial"))
+        stamp = built[0].stat().st_mtime_ns
+        cpu_kernel._load.cache_clear()
+        assert cpu_kernel.available() and built[0].stat().st_mtime_ns == stamp  # reused
+
+        monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
+        monkeypatch.setattr(cpu_kernel, "_warned", [])
+        cpu_kernel._load.cache_clear()
+        with pytest.warns(RuntimeWarning, match="CPU attention kernel unavailable"):
+            assert not cpu_kernel.available()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # warned once only
+            assert not cpu_kernel.available()
+        assert cpu_kernel.status().startswith("unavailable: false failed")
+        assert not list((tmp_path / "kernels").glob("*.partial"))
+    finally:
+        cpu_kernel._load.cache_clear()
+
+
+def test_kernel_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("DNABIRD_CPU_KERNEL", "0")
+    assert not cpu_kernel.available()
+    assert cpu_kernel.status() == "off (DNABIRD_CPU_KERNEL=0)"
