@@ -242,11 +242,10 @@ class _SparseRows(torch.autograd.Function):
     fused CPU FlashAttention call on ``[B*H, c, b, D]`` queries and ``[B*H, c, T, D]``
     gathered slots, rows of the chunk acting as heads; backward always runs that kernel's
     backward (our kernel gives the same output and log-sum-exp). With dropout (which that
-    kernel lacks) or off the CPU the
-    chunk is two matmuls around an explicit softmax. Forward saves only the inputs, the output
-    and the row log-sum-exp; backward regathers the slots chunk by chunk, so memory stays
-    ``O(L * D)`` plus one chunk, and slot gradients are added back in place onto the key and
-    value blocks.
+    kernel lacks) or off the CPU the chunk is two matmuls around an explicit softmax. Forward
+    saves only the inputs, the output and the row log-sum-exp; backward regathers the slots
+    chunk by chunk, so memory stays ``O(L * D)`` plus one chunk, and slot gradients are added
+    back in place onto the key and value blocks.
     """
 
     @staticmethod
