@@ -16,6 +16,7 @@ needs the keys gathered first and tiles 64-row queries by 32 (``benchmarks/RESUL
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -36,9 +37,16 @@ MAX_SLOTS = 64
 
 
 def cache_dir() -> Path:
-    """Folder for built kernels: ``$DNABIRD_CACHE_DIR/kernels`` or ``~/.cache/dnabird/kernels``."""
+    """Folder for built kernels: ``$DNABIRD_CACHE_DIR/kernels`` or ``~/.cache/dnabird/kernels``;
+    a per-user folder under the system temporary folder when that one cannot be written."""
     root = os.environ.get("DNABIRD_CACHE_DIR") or Path.home() / ".cache" / "dnabird"
-    return Path(root) / "kernels"
+    folder = Path(root) / "kernels"
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+    if os.access(folder, os.W_OK):
+        return folder
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"dnabird-{user}" / "kernels"
 
 
 def enabled() -> bool:
