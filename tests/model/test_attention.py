@@ -57,20 +57,22 @@ def reference(q, k, v, pattern, keep):
 
 @pytest.fixture(params=["kernel", "pytorch"])
 def cpu_path(request, monkeypatch):
-    """Run a blocked-backend test with our compiled CPU kernel and with the pure-PyTorch path;
-    checks afterwards that the kernel was called exactly when asked for."""
+    """Run a blocked-backend test with our compiled CPU kernel and with the pure-PyTorch path.
+    Yields the names of the kernel functions called; checks afterwards that the kernel ran
+    exactly when asked for."""
     monkeypatch.setenv("DNABIRD_CPU_KERNEL", "1" if request.param == "kernel" else "0")
     if request.param == "kernel" and not cpu_kernel.available():
         if shutil.which("c++") is None and shutil.which("g++") is None:
             pytest.skip("no C++ compiler to build the CPU kernel")
         pytest.fail(f"the CPU kernel did not build: {cpu_kernel.status()}")
     calls = []
-    forward = cpu_kernel.sparse_rows_forward
-    monkeypatch.setattr(
-        cpu_kernel, "sparse_rows_forward", lambda *a: calls.append(1) or forward(*a)
-    )
-    yield request.param
-    assert bool(calls) == (request.param == "kernel")
+    for name in ("sparse_rows_forward", "sparse_rows_backward"):
+        function = getattr(cpu_kernel, name)
+        monkeypatch.setattr(
+            cpu_kernel, name, lambda *a, name=name, f=function: calls.append(name) or f(*a)
+        )
+    yield calls
+    assert ("sparse_rows_forward" in calls) == (request.param == "kernel")
 
 
 def loss_on_real_rows(out, keep, weights):
@@ -120,6 +122,7 @@ def test_blocked_matches_dense_outputs_and_gradients(case, cpu_path):
     torch.testing.assert_close(outs[1], outs[0], atol=ATOL, rtol=0)
     for name, got, want in zip("qkv", grads[1], grads[0], strict=True):
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=f"grad of {name}")
+    assert ("sparse_rows_backward" in cpu_path) == ("sparse_rows_forward" in cpu_path)
 
 
 def test_blocked_inference_path_matches_dense(cpu_path):
@@ -139,6 +142,7 @@ def test_blocked_handles_many_chunks(monkeypatch):
     """Rows are processed in chunks; a tiny chunk size must not change the result."""
     import dnabird.model.attention.blocked as blocked
 
+    monkeypatch.setenv("DNABIRD_CPU_KERNEL", "0")  # the kernel does not chunk
     pattern = pattern_for(16, r=2)
     q, k, v = inputs(2, 3, 128, grad=True)
     keep = padding_mask([128, 100], 128)

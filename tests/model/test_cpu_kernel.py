@@ -97,6 +97,39 @@ def test_kernel_matches_explicit_softmax(shape):
     assert q.shape == got_out.shape
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [
+        # batch, heads, blocks, block, dim, slots, padded
+        (2, 3, 9, 8, 24, 8, True),
+        (1, 2, 7, 64, 64, 8, False),
+    ],
+)
+def test_kernel_gradients_match_autograd_of_explicit_softmax(shape):
+    q, k, v, block, first_row, slot_block, slot_valid, keep = random_case(*shape, seed=7)
+    rows, (batch, heads, _, dim) = slot_block.shape[1], q.shape
+    span = slice(first_row * block, (first_row + rows) * block)
+    view = (batch, heads, rows, block, dim)
+    weights = torch.randn(view, generator=torch.Generator().manual_seed(3))
+    leaves = [t.double().requires_grad_() for t in (q, k, v)]
+    want_out, _ = explicit_rows(*leaves, block, first_row, slot_block, slot_valid, keep)
+    want = torch.autograd.grad((want_out * weights).sum(), leaves)
+
+    out, lse = run_kernel(q, k, v, block, first_row, slot_block, slot_valid, keep)
+    grad_out = torch.zeros_like(q)
+    grad_out[:, :, span] = weights.reshape(batch, heads, -1, dim)
+    grad_q = torch.full_like(q, float("nan"))
+    grad_k, grad_v = torch.zeros_like(k), torch.zeros_like(v)
+    cpu_kernel.sparse_rows_backward(
+        *(t[:, :, span].view(view) for t in (q,)), k, v,
+        *(t[:, :, span].view(view) for t in (out, grad_out)), lse,
+        grad_q[:, :, span].view(view), grad_k, grad_v, slot_block, slot_valid, keep,
+    )  # fmt: skip
+    torch.testing.assert_close(grad_q[:, :, span].double(), want[0][:, :, span], atol=1e-5, rtol=0)
+    torch.testing.assert_close(grad_k.double(), want[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(grad_v.double(), want[2], atol=1e-5, rtol=0)
+
+
 def test_kernel_uses_every_thread_count_alike():
     case = random_case(2, 3, 10, 16, 32, 7, True, seed=5)
     threads = torch.get_num_threads()

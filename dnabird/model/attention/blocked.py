@@ -306,7 +306,26 @@ class _SparseRows(torch.autograd.Function):
         layout: _SlotLayout = ctx.layout
         batch, heads, n, b, dim = query.shape
         scale = dim**-0.5
-        grad_rows, grad_global = layout.split_rows(grad_out.contiguous(), b)  # [B*H, n, b, D]
+        grad_out = grad_out.contiguous()
+        grad_rows, grad_global = layout.split_rows(grad_out, b)  # [B*H, n, b, D]
+        if layout.kernel_slots is not None:
+            start, stop = layout.rows
+            rows = slice(start * b, stop * b)
+            grad_k, grad_v = torch.zeros_like(k_blocks), torch.zeros_like(v_blocks)
+            grad_query = torch.empty_like(out)[:, :, rows].view(query.shape)
+            cpu_kernel.sparse_rows_backward(
+                query,
+                k_blocks.view(batch, heads, -1, dim),
+                v_blocks.view(batch, heads, -1, dim),
+                out[:, :, rows].view(query.shape),
+                grad_out[:, :, rows].view(query.shape),
+                lse,
+                grad_query,
+                grad_k.view(batch, heads, -1, dim),
+                grad_v.view(batch, heads, -1, dim),
+                *layout.kernel_slots,
+            )
+            return grad_query, grad_k, grad_v, grad_global, None
         rows_out, _ = layout.split_rows(out, b)
         rows_query = _as_4d(query)
         fused = layout.dropout_p == 0.0 and query.device.type == "cpu"

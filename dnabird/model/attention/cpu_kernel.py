@@ -120,13 +120,18 @@ def _load() -> ctypes.CDLL | str:
         if not path.exists():
             _build(compiler, path)
         library = ctypes.CDLL(str(path))
-        function = library.dnabird_sparse_rows_forward_f32
+        forward = library.dnabird_sparse_rows_forward_f32
+        backward = library.dnabird_sparse_rows_backward_f32
     except (OSError, AttributeError) as error:
         return str(error)
-    pointer, int64 = ctypes.c_void_p, ctypes.c_int64
-    function.argtypes = [pointer] * 5 + [int64] * 7 + [pointer] * 3 + [ctypes.c_float, ctypes.c_int]
-    function.restype = ctypes.c_int
+    forward.argtypes = [ctypes.c_void_p] * 5 + _PROBLEM_TYPES
+    backward.argtypes = [ctypes.c_void_p] * 9 + _PROBLEM_TYPES
+    forward.restype = backward.restype = ctypes.c_int
     return library
+
+
+_PROBLEM_TYPES = [ctypes.c_int64] * 7 + [ctypes.c_void_p] * 3 + [ctypes.c_float, ctypes.c_int]
+"""C types of the arguments both kernel functions end with (see :func:`_problem`)."""
 
 
 def status() -> str:
@@ -181,26 +186,74 @@ def sparse_rows_forward(
     (invalid slots are skipped); ``key_keep: [B, L]`` bool (True = real token) or None.
     Call only when :func:`available`.
     """
-    batch, heads, rows, block, dim = query.shape
-    length = k.shape[2]
+    _check_full(query, k=k, v=v, lse=lse)
+    _check_rows(k.shape[2], query, out_rows=out_rows)
+    problem, keep_alive = _problem(query, k, slot_block, slot_valid, key_keep)
+    pointers = (query, k, v, out_rows, lse)
+    code = _load().dnabird_sparse_rows_forward_f32(*(t.data_ptr() for t in pointers), *problem)
+    _raise_on(code, keep_alive)
+
+
+def sparse_rows_backward(
+    query: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out_rows: torch.Tensor,
+    grad_rows: torch.Tensor,
+    lse: torch.Tensor,
+    grad_query: torch.Tensor,
+    grad_k: torch.Tensor,
+    grad_v: torch.Tensor,
+    slot_block: torch.Tensor,
+    slot_valid: torch.Tensor,
+    key_keep: torch.Tensor | None,
+) -> None:
+    """Gradients of :func:`sparse_rows_forward`: writes ``grad_query`` and adds into
+    ``grad_k, grad_v`` (``[B, H, L, D]``, contiguous, zeroed by the caller).
+
+    ``out_rows`` and ``lse`` are the forward pass's; ``grad_rows`` (the output gradient) and
+    ``grad_query`` are row views laid out like ``query``; the rest as in
+    :func:`sparse_rows_forward`.
+    """
+    _check_full(query, k=k, v=v, lse=lse, grad_k=grad_k, grad_v=grad_v)
+    _check_rows(k.shape[2], query, out_rows=out_rows, grad_rows=grad_rows, grad_query=grad_query)
+    problem, keep_alive = _problem(query, k, slot_block, slot_valid, key_keep)
+    pointers = (query, k, v, out_rows, grad_rows, lse, grad_query, grad_k, grad_v)
+    code = _load().dnabird_sparse_rows_backward_f32(*(t.data_ptr() for t in pointers), *problem)
+    _raise_on(code, keep_alive)
+
+
+def _check_rows(length: int, query: torch.Tensor, **views: torch.Tensor) -> None:
+    """``query`` and ``views`` must be float32 ``[B, H, n, b, D]`` row views of contiguous
+    ``[B, H, length, D]`` tensors."""
+    batch, heads, _, block, dim = query.shape
     row_strides = (heads * length * dim, length * dim, block * dim, dim, 1)
-    for name, tensor in (("query", query), ("out_rows", out_rows)):
+    for name, tensor in {"query": query, **views}.items():
         strides = zip(tensor.shape, tensor.stride(), row_strides, strict=True)
         laid_out = all(size == 1 or got == want for size, got, want in strides)
         if not laid_out or tensor.shape != query.shape or tensor.dtype != torch.float32:
             raise ValueError(f"{name} must be a float32 row view of a contiguous [B, H, L, D]")
-    expected = {
-        "k": (k, (batch, heads, length, dim)),
-        "v": (v, (batch, heads, length, dim)),
-        "lse": (lse, (batch * heads, rows, block)),
-    }
-    for name, (tensor, shape) in expected.items():
+
+
+def _check_full(query: torch.Tensor, **tensors: torch.Tensor) -> None:
+    """Shape, dtype and contiguity of ``k``-like ``[B, H, L, D]`` tensors and ``lse``."""
+    batch, heads, rows, block, dim = query.shape
+    length = tensors["k"].shape[2]
+    for name, tensor in tensors.items():
+        shape = (batch * heads, rows, block) if name == "lse" else (batch, heads, length, dim)
         if tuple(tensor.shape) != shape or tensor.dtype != torch.float32:
             raise ValueError(
-                f"{name} must be float32 {list(shape)}; got {tensor.dtype} {tensor.shape}"
+                f"{name} must be float32 {list(shape)}; got {tensor.dtype} {list(tensor.shape)}"
             )
         if not tensor.is_contiguous():
             raise ValueError(f"{name} must be contiguous")
+
+
+def _problem(query, k, slot_block, slot_valid, key_keep) -> tuple[list, list[torch.Tensor]]:
+    """The arguments both kernel functions end with, and the tensors they point into (to keep
+    alive until the call returns)."""
+    batch, heads, rows, block, dim = query.shape
+    length = k.shape[2]
     slots = slot_block.shape[-1]
     if slot_block.shape != (heads, rows, slots) or slot_valid.shape != slot_block.shape:
         raise ValueError(f"slot_block and slot_valid must be [H, n, S]; got {slot_block.shape}")
@@ -214,24 +267,15 @@ def sparse_rows_forward(
     slot_block = slot_block.to(torch.int64).contiguous()
     slot_valid = slot_valid.to(torch.uint8).contiguous()
     keep = None if key_keep is None else key_keep.to(torch.uint8).contiguous()
-    code = _load().dnabird_sparse_rows_forward_f32(
-        query.data_ptr(),
-        k.data_ptr(),
-        v.data_ptr(),
-        out_rows.data_ptr(),
-        lse.data_ptr(),
-        batch * heads,
-        heads,
-        length,
-        dim,
-        block,
-        rows,
-        slot_block.shape[-1],
-        slot_block.data_ptr(),
-        slot_valid.data_ptr(),
-        None if keep is None else keep.data_ptr(),
-        dim**-0.5,
-        torch.get_num_threads(),
-    )
+    problem = [
+        batch * heads, heads, length, dim, block, rows, slots,
+        slot_block.data_ptr(), slot_valid.data_ptr(), None if keep is None else keep.data_ptr(),
+        dim**-0.5, torch.get_num_threads(),
+    ]  # fmt: skip
+    return problem, [slot_block, slot_valid, keep]
+
+
+def _raise_on(code: int, keep_alive: list) -> None:
+    del keep_alive  # the kernel has returned: its inputs may go
     if code != 0:
         raise RuntimeError(f"CPU attention kernel failed with code {code}")

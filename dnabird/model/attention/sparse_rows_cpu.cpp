@@ -1,4 +1,5 @@
-// Forward pass of the ordinary (non-global) query blocks of BigBird attention on the CPU.
+// Forward and backward passes of the ordinary (non-global) query blocks of BigBird attention
+// on the CPU, float32.
 //
 // Built and loaded by dnabird/model/attention/cpu_kernel.py (plain C ABI, called through
 // ctypes); BLAS is the sgemm_ that PyTorch's own CPU library exports (MKL in the PyPI wheels),
@@ -9,11 +10,17 @@
 //   1. the row's visible key blocks (its slots minus the invalid ones) are sorted and merged
 //      into runs of consecutive blocks, so each run is one contiguous [len*b, D] slab of K and V
 //      (no gather copy);
-//   2. scores  S[b, T] = scale * Q_i K_run^T, one sgemm per run, T = keys of the row;
-//   3. padded keys get the float minimum as score, then a row softmax in place (exp by a
-//      vectorisable polynomial), lse = max + log(sum);
-//   4. O_i[b, D] = P V_run summed over runs (sgemm with beta = 1), rows scaled by 1 / sum.
-// Each thread owns one [b, T_max] score buffer, so a row block's scores stay in L2 cache.
+//   2. scores  S[b, T] = scale * Q_i K_run^T, one sgemm per run, T = keys of the row; padded
+//      keys get the float minimum as score;
+//   forward:
+//   3. a row softmax in place (exp by a vectorisable polynomial), lse = max + log(sum);
+//   4. O_i[b, D] = P V_run summed over runs (sgemm with beta = 1), rows scaled by 1 / sum;
+//   backward (FlashAttention's, from the forward's lse: P = exp(S - lse)):
+//   3. dP = dO_i V_run^T, dS = P (dP - rowsum(dO_i * O_i));
+//   4. dQ_i = scale dS K_run (summed over runs), dK_run += scale dS^T Q_i, dV_run += P^T dO_i.
+// Each thread owns [b, T_max] score buffers, so a row block's scores stay in L2 cache. The
+// forward splits the work by (bh, query block); the backward by bh, since the query blocks of
+// one head add into the same key and value gradients.
 
 #include <algorithm>
 #include <cfloat>
@@ -44,6 +51,14 @@ void gemm_ab(int rows, int cols, int inner, float alpha, const float* a, int lda
              const float* b, int ldb, float beta, float* c, int ldc) {
   const char keep = 'N';
   sgemm_(&keep, &keep, &cols, &rows, &inner, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+
+// C (row-major, rows x cols, ldc) = alpha * A^T B + beta * C, A row-major [inner, rows] (lda),
+// B row-major [inner, cols] (ldb). Column-major: C^T = B^T A.
+void gemm_atb(int rows, int cols, int inner, float alpha, const float* a, int lda,
+              const float* b, int ldb, float beta, float* c, int ldc) {
+  const char trans = 'T', keep = 'N';
+  sgemm_(&keep, &trans, &cols, &rows, &inner, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
 }
 
 // exp(x) for x <= 0 to ~2 ulp; 0 below -87.3 (where float exp underflows). Written so the
@@ -106,69 +121,93 @@ int key_runs(const int64_t* slot_block, const uint8_t* slot_valid, int slots, Ru
   return num_runs;
 }
 
+// Sizes, pattern and mask of one call (see the exported functions for the layouts).
+struct Problem {
+  int64_t heads, length, dim, block, rows, slots;
+  const int64_t* slot_block;
+  const uint8_t* slot_valid;
+  const uint8_t* key_keep;
+  float scale;
+
+  int64_t max_keys() const { return slots * block; }
+  // Offset of query block `row` (counted from the first ordinary one) of head-batch `bh` in a
+  // row tensor, and of token 0 of `bh` in a [BH, L, D] tensor.
+  int64_t row_offset(int64_t bh, int64_t row) const { return (bh * length + row * block) * dim; }
+  int64_t head_offset(int64_t bh) const { return bh * length * dim; }
+
+  int row_runs(int64_t bh, int64_t row, Run* runs) const {
+    const int64_t at = ((bh % heads) * rows + row) * slots;
+    return key_runs(slot_block + at, slot_valid + at, static_cast<int>(slots), runs);
+  }
+
+  // Scaled scores of query block `q_row` ([b, D]) against the runs of K into s ([b, T],
+  // leading dimension max_keys()), padded keys at -FLT_MAX; returns T.
+  int64_t scores(int64_t bh, const float* q_row, const float* k_head, const Run* runs,
+                 int num_runs, float* s) const {
+    const uint8_t* keep = key_keep ? key_keep + (bh / heads) * length : nullptr;
+    const int64_t ld = max_keys();
+    int64_t keys = 0;
+    for (int r = 0; r < num_runs; ++r) {
+      const int64_t width = runs[r].count * block;
+      gemm_abt(static_cast<int>(block), static_cast<int>(width), static_cast<int>(dim), scale,
+               q_row, static_cast<int>(dim), k_head + runs[r].block * block * dim,
+               static_cast<int>(dim), 0.0f, s + keys, static_cast<int>(ld));
+      if (keep) {
+        const uint8_t* run_keep = keep + runs[r].block * block;
+        for (int64_t j = 0; j < width; ++j) {
+          if (run_keep[j]) continue;
+          for (int64_t t = 0; t < block; ++t) s[t * ld + keys + j] = -FLT_MAX;
+        }
+      }
+      keys += width;
+    }
+    return keys;
+  }
+};
+
 }  // namespace
 
 extern "C" {
 
-// k, v: [BH, L, D] float32, contiguous (BH = batch * heads). q and out point at the first
-// ordinary query row of a [BH, L, D] float32 tensor (head stride L * D); the `rows` ordinary
-// blocks of `out` are written, and their rows' log-sum-exp of the scaled scores to `lse`
-// [BH, rows * b].
-// slot_block / slot_valid: [H, rows, slots] key block of every slot and whether it is a real
-// key (invalid slots are skipped). key_keep: [B, L] uint8 (1 = real token) or null.
-// Returns 0, or 1 when `slots` exceeds the supported 64.
+// Shared arguments: batch_heads = B * H; k, v: [BH, L, D] float32, contiguous; "row tensors"
+// (q, out, grad_out, grad_q) point at the first ordinary query row of a [BH, L, D] float32
+// tensor (head stride L * D) and hold `rows` query blocks of `block` tokens; lse: [BH, rows *
+// block] log-sum-exp of each row's scaled scores; slot_block / slot_valid: [H, rows, slots] key
+// block of every slot and whether it is a real key (invalid slots are skipped); key_keep:
+// [B, L] uint8 (1 = real token) or null. Both return 0, or 1 when `slots` exceeds 64.
+
+// Writes the ordinary query blocks of `out` and their `lse`.
 int dnabird_sparse_rows_forward_f32(const float* q, const float* k, const float* v, float* out,
                                     float* lse, int64_t batch_heads, int64_t heads,
                                     int64_t length, int64_t dim, int64_t block, int64_t rows,
-                                    int64_t slots,
-                                    const int64_t* slot_block, const uint8_t* slot_valid,
-                                    const uint8_t* key_keep, float scale, int threads) {
+                                    int64_t slots, const int64_t* slot_block,
+                                    const uint8_t* slot_valid, const uint8_t* key_keep,
+                                    float scale, int threads) {
   if (slots > 64) return 1;
-  const int64_t max_keys = slots * block;
+  const Problem p{heads, length, dim, block, rows, slots, slot_block, slot_valid, key_keep, scale};
+  const int64_t ld = p.max_keys();
   const int64_t tasks = batch_heads * rows;
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> scores(static_cast<size_t>(block * max_keys));
+    std::vector<float> scores(static_cast<size_t>(block * ld));
     std::vector<float> inverse_sum(static_cast<size_t>(block));
     Run runs[64];
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t bh = task / rows, row = task % rows, head = bh % heads;
-      const int64_t pattern_row = (head * rows + row) * slots;
-      const int num_runs = key_runs(slot_block + pattern_row, slot_valid + pattern_row,
-                                    static_cast<int>(slots), runs);
-      const float* q_row = q + (bh * length + row * block) * dim;
-      const float* k_head = k + bh * length * dim;
-      const float* v_head = v + bh * length * dim;
-      const uint8_t* keep = key_keep ? key_keep + (bh / heads) * length : nullptr;
-      float* o_row = out + (bh * length + row * block) * dim;
-      float* lse_row = lse + bh * rows * block + row * block;
+      const int64_t bh = task / rows, row = task % rows;
+      const int num_runs = p.row_runs(bh, row, runs);
+      float* o_row = out + p.row_offset(bh, row);
+      float* lse_row = lse + (bh * rows + row) * block;
       if (num_runs == 0) {  // sees no key at all: zeros (never the case for BigBird rows)
         std::fill(o_row, o_row + block * dim, 0.0f);
         std::fill(lse_row, lse_row + block, -FLT_MAX);
         continue;
       }
       float* s = scores.data();
-      const int ld = static_cast<int>(max_keys);
-
-      int64_t keys = 0;  // scores: one sgemm per run
-      for (int r = 0; r < num_runs; ++r) {
-        const int64_t width = runs[r].count * block;
-        gemm_abt(static_cast<int>(block), static_cast<int>(width), static_cast<int>(dim), scale,
-                 q_row, static_cast<int>(dim), k_head + runs[r].block * block * dim,
-                 static_cast<int>(dim), 0.0f, s + keys, ld);
-        if (keep) {
-          const uint8_t* run_keep = keep + runs[r].block * block;
-          for (int64_t j = 0; j < width; ++j) {
-            if (run_keep[j]) continue;
-            for (int64_t t = 0; t < block; ++t) s[t * max_keys + keys + j] = -FLT_MAX;
-          }
-        }
-        keys += width;
-      }
-
+      const int64_t keys = p.scores(bh, q + p.row_offset(bh, row), k + p.head_offset(bh), runs,
+                                    num_runs, s);
       for (int64_t t = 0; t < block; ++t) {  // softmax numerators in place
-        float* line = s + t * max_keys;
+        float* line = s + t * ld;
         const float top = row_max(line, keys);
         float total = 0.0f;
 #pragma omp simd reduction(+ : total)
@@ -179,18 +218,99 @@ int dnabird_sparse_rows_forward_f32(const float* q, const float* k, const float*
         inverse_sum[t] = 1.0f / total;
         lse_row[t] = top + std::log(total);
       }
-
-      keys = 0;  // output: P V summed over runs
+      const float* v_head = v + p.head_offset(bh);
+      int64_t offset = 0;  // output: P V summed over runs
       for (int r = 0; r < num_runs; ++r) {
         const int64_t width = runs[r].count * block;
         gemm_ab(static_cast<int>(block), static_cast<int>(dim), static_cast<int>(width), 1.0f,
-                s + keys, ld, v_head + runs[r].block * block * dim, static_cast<int>(dim),
-                r == 0 ? 0.0f : 1.0f, o_row, static_cast<int>(dim));
-        keys += width;
+                s + offset, static_cast<int>(ld), v_head + runs[r].block * block * dim,
+                static_cast<int>(dim), r == 0 ? 0.0f : 1.0f, o_row, static_cast<int>(dim));
+        offset += width;
       }
       for (int64_t t = 0; t < block; ++t) {
 #pragma omp simd
         for (int64_t d = 0; d < dim; ++d) o_row[t * dim + d] *= inverse_sum[t];
+      }
+    }
+  }
+  return 0;
+}
+
+// Gradients of the ordinary query blocks: writes grad_q (a row tensor) and adds into grad_k,
+// grad_v ([BH, L, D], contiguous, zeroed by the caller). out and lse are the forward's.
+int dnabird_sparse_rows_backward_f32(const float* q, const float* k, const float* v,
+                                     const float* out, const float* grad_out, const float* lse,
+                                     float* grad_q, float* grad_k, float* grad_v,
+                                     int64_t batch_heads, int64_t heads, int64_t length,
+                                     int64_t dim, int64_t block, int64_t rows, int64_t slots,
+                                     const int64_t* slot_block, const uint8_t* slot_valid,
+                                     const uint8_t* key_keep, float scale, int threads) {
+  if (slots > 64) return 1;
+  const Problem p{heads, length, dim, block, rows, slots, slot_block, slot_valid, key_keep, scale};
+  const int64_t ld = p.max_keys();
+  const int ild = static_cast<int>(ld), idim = static_cast<int>(dim), iblock = static_cast<int>(block);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> probs(static_cast<size_t>(block * ld));
+    std::vector<float> grad_scores(static_cast<size_t>(block * ld));
+    std::vector<float> delta(static_cast<size_t>(block));
+    Run runs[64];
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < batch_heads; ++bh) {
+      const float* k_head = k + p.head_offset(bh);
+      const float* v_head = v + p.head_offset(bh);
+      float* grad_k_head = grad_k + p.head_offset(bh);
+      float* grad_v_head = grad_v + p.head_offset(bh);
+      for (int64_t row = 0; row < rows; ++row) {
+        const int num_runs = p.row_runs(bh, row, runs);
+        const float* q_row = q + p.row_offset(bh, row);
+        const float* o_row = out + p.row_offset(bh, row);
+        const float* g_row = grad_out + p.row_offset(bh, row);
+        float* grad_q_row = grad_q + p.row_offset(bh, row);
+        if (num_runs == 0) {
+          std::fill(grad_q_row, grad_q_row + block * dim, 0.0f);
+          continue;
+        }
+        float* pr = probs.data();
+        float* ds = grad_scores.data();
+        const int64_t keys = p.scores(bh, q_row, k_head, runs, num_runs, pr);
+        const float* lse_row = lse + (bh * rows + row) * block;
+        for (int64_t t = 0; t < block; ++t) {
+          float* line = pr + t * ld;
+#pragma omp simd
+          for (int64_t j = 0; j < keys; ++j) line[j] = exp_nonpositive(line[j] - lse_row[t]);
+          float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+          for (int64_t d = 0; d < dim; ++d) dot += g_row[t * dim + d] * o_row[t * dim + d];
+          delta[t] = dot;
+        }
+        int64_t offset = 0;  // dP = dO V^T
+        for (int r = 0; r < num_runs; ++r) {
+          const int64_t width = runs[r].count * block;
+          gemm_abt(iblock, static_cast<int>(width), idim, 1.0f, g_row, idim,
+                   v_head + runs[r].block * block * dim, idim, 0.0f, ds + offset, ild);
+          offset += width;
+        }
+        for (int64_t t = 0; t < block; ++t) {  // dS = P (dP - delta)
+          float* grad_line = ds + t * ld;
+          const float* prob_line = pr + t * ld;
+#pragma omp simd
+          for (int64_t j = 0; j < keys; ++j) {
+            grad_line[j] = prob_line[j] * (grad_line[j] - delta[t]);
+          }
+        }
+        offset = 0;
+        for (int r = 0; r < num_runs; ++r) {
+          const int64_t width = runs[r].count * block;
+          const int64_t first_key = runs[r].block * block * dim;
+          gemm_ab(iblock, idim, static_cast<int>(width), scale, ds + offset, ild,
+                  k_head + first_key, idim, r == 0 ? 0.0f : 1.0f, grad_q_row, idim);
+          gemm_atb(static_cast<int>(width), idim, iblock, scale, ds + offset, ild, q_row, idim,
+                   1.0f, grad_k_head + first_key, idim);
+          gemm_atb(static_cast<int>(width), idim, iblock, 1.0f, pr + offset, ild, g_row, idim,
+                   1.0f, grad_v_head + first_key, idim);
+          offset += width;
+        }
       }
     }
   }
