@@ -10,15 +10,15 @@ ordinary query block, ``T = S * b`` keys per ordinary query block.
 - Global query rows (a run of blocks at the start and one at the end) see every key: one dense
   SDPA pass, copied into the one output tensor the ordinary rows are written into (no final
   concatenation of a ``[B, H, L, D]`` output).
-- Forward of the ordinary query blocks on the CPU in float32 without dropout: our compiled
-  kernel (:mod:`dnabird.model.attention.cpu_kernel`), which reads each run of consecutive key
-  blocks straight from ``K`` and ``V`` (no gather), when it could be built.
-- Otherwise (and for every backward pass) each ordinary query block ``i`` gathers its keys as
-  ``[global | window | random]`` by one ``index_select`` over the blocks of all heads (window
-  blocks off the sequence are clamped and masked), a few query blocks at a time into reused
-  buffers; on the CPU without dropout each chunk is then one fused FlashAttention kernel call
-  (and its fused backward), the rows of the chunk acting as heads; otherwise one batched
-  matmul, a softmax over the ``T`` keys and one batched matmul with the values.
+- The ordinary query blocks on the CPU in float32 without dropout, forward and backward: our
+  compiled kernel (:mod:`dnabird.model.attention.cpu_kernel`), which reads each run of
+  consecutive key blocks straight from ``K`` and ``V`` (no gather), when it could be built.
+- Otherwise each ordinary query block ``i`` gathers its keys as ``[global | window | random]``
+  by one ``index_select`` over the blocks of all heads (window blocks off the sequence are
+  clamped and masked), a few query blocks at a time into reused buffers; on the CPU without
+  dropout (float64, or no kernel) each chunk is then one fused FlashAttention kernel call (and
+  its fused backward), the rows of the chunk acting as heads; otherwise one batched matmul, a
+  softmax over the ``T`` keys and one batched matmul with the values.
 - Slots that are not real keys (window blocks off the sequence or global — those are already in
   the global slots —, unused random slots, padded tokens) get the dtype's minimum as score, so a
   row with no visible key stays finite.
@@ -182,9 +182,9 @@ class _SlotLayout:
     seed: int
     """Seed of the dropout masks (regenerated, not stored, for the backward pass)."""
     kernel_slots: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
-    """For :mod:`cpu_kernel` (the forward pass on the CPU in float32 without dropout, when it
-    is built): key block ``[H, n, S]`` and validity ``[H, n, S]`` of every slot, and the key
-    padding mask ``[B, L]`` or None. None: the forward runs chunk by chunk."""
+    """For :mod:`cpu_kernel` (on the CPU in float32 without dropout, when it is built): key
+    block ``[H, n, S]`` and validity ``[H, n, S]`` of every slot, and the key padding mask
+    ``[B, L]`` or None. None: forward and backward run chunk by chunk."""
 
     def slots(self, blocks: torch.Tensor, chunk: _Chunk, buffer: torch.Tensor) -> torch.Tensor:
         """Keys (or values) of the slots of the chunk's rows: ``[B*H, c, T, D]``, gathered
@@ -237,15 +237,15 @@ class _SparseRows(torch.autograd.Function):
     """Softmax attention of each ordinary query block over its slots, chunk by chunk; the
     global rows' output (computed outside, by dense SDPA) is copied into the same output.
 
-    Forward on the CPU in float32 without dropout: one call of our compiled kernel for all
-    ordinary rows (``layout.kernel_slots``). Otherwise, without dropout, every chunk is one
-    fused CPU FlashAttention call on ``[B*H, c, b, D]`` queries and ``[B*H, c, T, D]``
-    gathered slots, rows of the chunk acting as heads; backward always runs that kernel's
-    backward (our kernel gives the same output and log-sum-exp). With dropout (which that
-    kernel lacks) or off the CPU the chunk is two matmuls around an explicit softmax. Forward
-    saves only the inputs, the output and the row log-sum-exp; backward regathers the slots
-    chunk by chunk, so memory stays ``O(L * D)`` plus one chunk, and slot gradients are added
-    back in place onto the key and value blocks.
+    On the CPU in float32 without dropout: one call of our compiled kernel for all ordinary
+    rows, forward and backward (``layout.kernel_slots``). Otherwise, without dropout, every
+    chunk is one fused CPU FlashAttention call on ``[B*H, c, b, D]`` queries and
+    ``[B*H, c, T, D]`` gathered slots (and its fused backward), rows of the chunk acting as
+    heads. With dropout (which that kernel lacks) or off the CPU the chunk is two matmuls
+    around an explicit softmax. Forward saves only the inputs, the output and the row
+    log-sum-exp; backward recomputes the scores block by block (regathering the slots chunk by
+    chunk without the kernel), so memory stays ``O(L * D)`` plus one chunk, and key and value
+    gradients are added in place.
     """
 
     @staticmethod

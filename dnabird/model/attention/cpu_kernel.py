@@ -1,4 +1,4 @@
-"""Our compiled CPU kernel for the forward pass of the ordinary query blocks (float32).
+"""Our compiled CPU kernel for the ordinary query blocks, forward and backward (float32).
 
 ``sparse_rows_cpu.cpp`` (beside this file) is compiled on first use with the system C++
 compiler into ``$DNABIRD_CACHE_DIR/kernels`` (default ``~/.cache/dnabird/kernels``), one
@@ -10,8 +10,10 @@ pure-PyTorch path and one warning says why. ``DNABIRD_CPU_KERNEL=0`` turns the k
 
 Why a kernel of our own: per ordinary query block it reads each run of consecutive key blocks
 (the window, neighbouring random blocks) straight from ``K`` and ``V`` with one ``sgemm`` per
-run and no gather copy, with the block's scores kept in cache; PyTorch's fused CPU attention
-needs the keys gathered first and tiles 64-row queries by 32 (``benchmarks/RESULTS.md``).
+run and no gather copy, with the block's scores kept in cache, and in the backward pass adds the
+key and value gradients straight into place; PyTorch's fused CPU attention needs the keys
+gathered first (and the gradients scattered back) and tiles 64-row queries by 32
+(``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
