@@ -14,7 +14,7 @@ import torch
 
 from dnabird.errors import ConfigError
 from dnabird.model.attention import choose_backend, cpu_kernel, sparse_attention
-from dnabird.model.attention.api import DENSE_MAX_BLOCKS, DENSE_MAX_BLOCKS_CPU_INFERENCE
+from dnabird.model.attention.api import DENSE_MAX_BLOCKS
 from dnabird.model.attention.blocked import blocked_attention
 from dnabird.model.attention.dense import dense_attention
 from dnabird.model.attention.flex import build_block_mask, flex_sparse_attention
@@ -217,20 +217,10 @@ def test_auto_uses_blocked_on_cpu_for_long_sequences():
     q = torch.zeros(1, 3, pattern.seq_len, 4)
     assert choose_backend(q, pattern) == "blocked"
     assert choose_backend(q.requires_grad_(), pattern) == "blocked"
+    assert choose_backend(q, pattern_for(DENSE_MAX_BLOCKS)) == "dense"
     assert choose_backend(q, pattern, backend="flex") == "flex"
     with pytest.raises(ConfigError, match="unknown attention backend"):
         choose_backend(q, pattern, backend="fast")
-
-
-def test_auto_crossover_is_shorter_for_cpu_inference_than_for_training():
-    longest_dense = pattern_for(DENSE_MAX_BLOCKS_CPU_INFERENCE)
-    shortest_blocked = pattern_for(DENSE_MAX_BLOCKS_CPU_INFERENCE + 1)
-    q = torch.zeros(1, 3, shortest_blocked.seq_len, 4, requires_grad=True)
-    assert choose_backend(q, shortest_blocked) == "dense"  # training: dense up to 12 blocks
-    assert choose_backend(q.detach(), longest_dense) == "dense"
-    assert choose_backend(q.detach(), shortest_blocked) == "blocked"
-    with torch.no_grad():
-        assert choose_backend(q, shortest_blocked) == "blocked"
 
 
 def test_bad_shapes_are_rejected():

@@ -7,10 +7,9 @@ keys are never attended); output ``[B, H, L, D]``. Softmax scale ``1 / sqrt(D)``
 ``backend="auto"`` chooses (measured with ``benchmarks/attention.py``, see
 ``benchmarks/RESULTS.md``):
 
-- ``dense`` when the pattern has at most :data:`DENSE_MAX_BLOCKS` blocks (for CPU inference
-  :data:`DENSE_MAX_BLOCKS_CPU_INFERENCE`): at such lengths the pattern covers most blocks and
-  one masked SDPA call is faster than the block machinery (when it covers all blocks this is
-  plain full attention with key padding only);
+- ``dense`` when the pattern has at most :data:`DENSE_MAX_BLOCKS` blocks: at such lengths the
+  pattern covers most blocks and one masked SDPA call is faster than the block machinery
+  (when it covers all blocks this is plain full attention with key padding only);
 - ``flex`` on CUDA without attention dropout (fused Triton kernels, forward and backward);
 - ``blocked`` otherwise: on the CPU for training *and* inference (compiled FlexAttention
   measured slower than ``blocked`` on the CPU; its float32 forward runs our compiled kernel,
@@ -34,17 +33,12 @@ from dnabird.model.patterns import BlockPattern
 
 BACKENDS = ("auto", "dense", "blocked", "flex")
 
-DENSE_MAX_BLOCKS = 12
-"""``auto`` uses the dense backend up to this many blocks (768 tokens at b = 64) when gradients
-are needed, and on CUDA. Measured with ``benchmarks/attention.py --contenders ours-blocked
-ours-dense`` on the 2-core CPU container (12 heads of width 64, b = 64, r = 3; table in
-``benchmarks/RESULTS.md``): forward + backward, masked dense SDPA was faster at 512 tokens,
-tied at 768 and slower from 1024."""
-
-DENSE_MAX_BLOCKS_CPU_INFERENCE = 7
-"""The same for inference on the CPU, where the blocked forward runs our compiled kernel:
-masked dense SDPA was faster up to 448 tokens (7 blocks), the blocked backend from 512 (1.3x)
-and 768 tokens (1.9x)."""
+DENSE_MAX_BLOCKS = 7
+"""``auto`` uses the dense backend up to this many blocks (448 tokens at b = 64). Measured with
+``benchmarks/attention.py --contenders ours-blocked ours-dense`` on the 2-core CPU container
+(12 heads of width 64, b = 64, r = 3; table in ``benchmarks/RESULTS.md``): masked dense SDPA
+was faster up to 448 tokens, forward and forward + backward; the blocked backend with our CPU
+kernel from 512 (without the kernel the crossover was 768 to 1024 tokens, a few ms)."""
 
 
 def choose_backend(
@@ -55,11 +49,7 @@ def choose_backend(
         raise ConfigError(f"unknown attention backend {backend!r}; choose from {BACKENDS}")
     if backend != "auto":
         return backend
-    training = torch.is_grad_enabled() and q.requires_grad
-    on_cpu_inference = q.device.type == "cpu" and not training
-    if pattern.num_blocks <= (
-        DENSE_MAX_BLOCKS_CPU_INFERENCE if on_cpu_inference else DENSE_MAX_BLOCKS
-    ):
+    if pattern.num_blocks <= DENSE_MAX_BLOCKS:
         return "dense"
     if q.device.type == "cuda" and dropout_p == 0.0:
         return "flex"
