@@ -116,12 +116,6 @@ def _ordinary_rows(
         ],
         dim=-1,
     )  # [H, n, S]
-    keep = slot_ok[None, :, :, :, None]  # [1, H, n, S, 1]
-    if key_padding_mask is not None:
-        keep = keep & key_padding_mask.view(batch, nb, b)[:, slot_idx]  # [B, H, n, S, b]
-    keep = keep.expand(-1, -1, -1, -1, b).reshape(keep.shape[0], heads, n, 1, -1)
-    head_offset = torch.arange(heads, device=device)[:, None, None] * nb  # [H, 1, 1]
-    bias = _keep_to_bias(keep.expand(batch, -1, -1, -1, -1), q.dtype)  # [B, H, n, 1, T]
     use_kernel = (
         device.type == "cpu"
         and q.dtype == torch.float32
@@ -129,9 +123,18 @@ def _ordinary_rows(
         and slot_idx.shape[-1] <= cpu_kernel.MAX_SLOTS
         and cpu_kernel.available()
     )
+    chunks = ()  # the kernel reads the slots itself
+    if not use_kernel:
+        keep = slot_ok[None, :, :, :, None]  # [1, H, n, S, 1]
+        if key_padding_mask is not None:
+            keep = keep & key_padding_mask.view(batch, nb, b)[:, slot_idx]  # [B, H, n, S, b]
+        keep = keep.expand(-1, -1, -1, -1, b).reshape(keep.shape[0], heads, n, 1, -1)
+        head_offset = torch.arange(heads, device=device)[:, None, None] * nb  # [H, 1, 1]
+        bias = _keep_to_bias(keep.expand(batch, -1, -1, -1, -1), q.dtype)  # [B, H, n, 1, T]
+        chunks = _plan_chunks(slot_idx + head_offset, bias, b)
     layout = _SlotLayout(
         rows=(start, stop),
-        chunks=_plan_chunks(slot_idx + head_offset, bias, b),
+        chunks=chunks,
         dropout_p=dropout_p,
         seed=int(torch.randint(0, 2**62, (1,))) if dropout_p > 0.0 else 0,
         kernel_slots=(slot_idx, slot_ok, key_padding_mask) if use_kernel else None,
@@ -176,7 +179,7 @@ class _SlotLayout:
     rows: tuple[int, int]
     """``(start, stop)``: the ordinary query blocks; the others are global rows."""
     chunks: tuple[_Chunk, ...]
-    """The ordinary rows in processing order."""
+    """The ordinary rows in processing order (empty when :mod:`cpu_kernel` runs them)."""
     dropout_p: float
     """Dropout probability on attention probabilities."""
     seed: int
