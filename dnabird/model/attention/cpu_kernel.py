@@ -190,10 +190,10 @@ def sparse_rows_forward(
     """
     _check_full(query, k=k, v=v, lse=lse)
     _check_rows(k.shape[2], query, out_rows=out_rows)
-    problem, keep_alive = _problem(query, k, slot_block, slot_valid, key_keep)
+    problem, _converted = _problem(query, k, slot_block, slot_valid, key_keep)  # alive till return
     pointers = (query, k, v, out_rows, lse)
     code = _load().dnabird_sparse_rows_forward_f32(*(t.data_ptr() for t in pointers), *problem)
-    _raise_on(code, keep_alive)
+    _raise_on(code)
 
 
 def sparse_rows_backward(
@@ -219,10 +219,10 @@ def sparse_rows_backward(
     """
     _check_full(query, k=k, v=v, lse=lse, grad_k=grad_k, grad_v=grad_v)
     _check_rows(k.shape[2], query, out_rows=out_rows, grad_rows=grad_rows, grad_query=grad_query)
-    problem, keep_alive = _problem(query, k, slot_block, slot_valid, key_keep)
+    problem, _converted = _problem(query, k, slot_block, slot_valid, key_keep)  # alive till return
     pointers = (query, k, v, out_rows, grad_rows, lse, grad_query, grad_k, grad_v)
     code = _load().dnabird_sparse_rows_backward_f32(*(t.data_ptr() for t in pointers), *problem)
-    _raise_on(code, keep_alive)
+    _raise_on(code)
 
 
 def _check_rows(length: int, query: torch.Tensor, **views: torch.Tensor) -> None:
@@ -277,7 +277,6 @@ def _problem(query, k, slot_block, slot_valid, key_keep) -> tuple[list, list[tor
     return problem, [slot_block, slot_valid, keep]
 
 
-def _raise_on(code: int, keep_alive: list) -> None:
-    del keep_alive  # the kernel has returned: its inputs may go
+def _raise_on(code: int) -> None:
     if code != 0:
         raise RuntimeError(f"CPU attention kernel failed with code {code}")
