@@ -35,11 +35,46 @@ def _discover_command_modules() -> tuple[str, ...]:
 COMMAND_MODULES: tuple[str, ...] = _discover_command_modules()
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default in ``--help`` (unless its help text already states it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = "default" in text.lower()
+        if shown or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _OneLineErrorParser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+    """ArgumentParser whose usage errors are one line on stderr and exit status 2, and whose
+    help lists defaults."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.exit(2, f"dnabird: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+    """``-v/-q``, ``--no-progress`` and ``--debug``: accepted before the subcommand and after
+    it (``dnabird preprocess ... --no-progress``). In a subcommand they default to SUPPRESS, so
+    a value given before the subcommand is kept unless it is given again after it."""
+    unset = {"default": argparse.SUPPRESS} if in_subcommand else {}
+    group = parser.add_argument_group("global options") if in_subcommand else parser
+    verbosity = group.add_mutually_exclusive_group()
+    verbosity.add_argument(
+        "-v", "--verbose", action="count", help="more log output", **(unset or {"default": 0})
+    )
+    verbosity.add_argument(
+        "-q", "--quiet", action="count", help="less log output", **(unset or {"default": 0})
+    )
+    group.add_argument(
+        "--no-progress", action="store_true", help="never draw progress bars", **unset
+    )
+    group.add_argument("--debug", action="store_true", help="show tracebacks for errors", **unset)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,16 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         "tokenizer, pretrain, fine-tune and predict.",
     )
     parser.add_argument("--version", action="version", version=f"dnabird {__version__}")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    verbosity.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
-    parser.add_argument("--no-progress", action="store_true", help="never draw progress bars")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    _add_global_options(parser, in_subcommand=False)
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_OneLineErrorParser
     )
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for subparser in subparsers.choices.values():
+        _add_global_options(subparser, in_subcommand=True)
     return parser
 
 

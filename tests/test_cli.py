@@ -121,3 +121,36 @@ def test_missing_input_file_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr == f"dnabird: error: {tmp_path / 'missing.fa'}: FASTA file not found\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--no-progress", "-q", "--debug", "env"],
+        ["env", "--no-progress", "-q", "--debug"],
+        ["--no-progress", "env", "-q", "--debug"],
+    ],
+)
+def test_global_options_before_or_after_the_subcommand(argv):
+    args = cli.build_parser().parse_args(argv)
+    assert (args.no_progress, args.quiet, args.debug, args.verbose) == (True, 1, True, 0)
+
+
+def test_global_options_after_the_subcommand_reach_the_run(monkeypatch, capsys):
+    from dnabird import progress
+
+    monkeypatch.setattr(progress, "_enabled", None)
+    assert cli.main(["env", "--no-progress"]) == 0
+    assert progress.enabled() is False
+
+
+def test_every_subcommand_help_shows_defaults():
+    parser = cli.build_parser()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        text = sub.format_help()
+        for action in sub._actions:
+            if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+                if action.help == "==SUPPRESS==":
+                    continue
+                assert f"{action.default}" in text, (name, action.dest)
+                assert text.count("(default") >= 1, name

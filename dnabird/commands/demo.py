@@ -33,9 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole recipe (preprocess, tokenizer, pretraining, evaluation) on "
         "built-in data in a few minutes",
     )
-    parser.add_argument("--out", default="demo_run", help="output folder (default: demo_run)")
+    parser.add_argument("--out", default="demo_run", help="output folder")
     parser.add_argument("--genome", help="FASTA to use instead of the built-in genome")
-    parser.add_argument("--steps", type=int, default=700, help="pretraining steps (700)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (0)")
+    parser.add_argument("--steps", type=int, default=700, help="pretraining steps")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(func=_run)

@@ -15,8 +15,9 @@ from typing import Any
 from dnabird.errors import ConfigError
 from dnabird.genome.chromosomes import canonical_name
 
-#: Folder of the assembly manifests (in the source tree, beside the package).
-MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
+#: Folder of the assembly manifests, shipped inside the package (the repository's top-level
+#: ``data_manifests`` is a link to it).
+MANIFEST_DIR = Path(__file__).resolve().parents[1] / "data_manifests"
 
 
 def known_assemblies() -> list[str]:
