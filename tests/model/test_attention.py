@@ -1,21 +1,31 @@
-"""Equivalence tests of the attention backends on the CPU (fp32 and a float64 gradcheck).
+"""The attention backends on the CPU: equivalence (fp32, and a float64 gradcheck) and choice.
 
 The oracle is the dense backend, itself checked against an explicit softmax written here from
-the pattern's block lists.
+the pattern's block lists. Every blocked backend (our kernel, PyTorch's fused op, the explicit
+path) is checked against it, outputs and input gradients, and so is the fallback when this
+torch lacks the fused op; ``choose_backend`` is checked case by case.
 """
 
 from __future__ import annotations
 
 import shutil
+import types
 import warnings
 
 import pytest
 import torch
 
 from dnabird.errors import ConfigError
-from dnabird.model.attention import choose_backend, cpu_kernel, sparse_attention
+from dnabird.model import config
+from dnabird.model.attention import (
+    BACKENDS,
+    blocked_fused,
+    choose_backend,
+    cpu_kernel,
+    slots,
+    sparse_attention,
+)
 from dnabird.model.attention.api import DENSE_MAX_BLOCKS
-from dnabird.model.attention.blocked import blocked_attention
 from dnabird.model.attention.dense import dense_attention
 from dnabird.model.attention.flex import build_block_mask, flex_sparse_attention
 from dnabird.model.patterns import build_pattern, dense_mask, global_block_indices
@@ -55,24 +65,47 @@ def reference(q, k, v, pattern, keep):
     return torch.softmax(scores, dim=-1) @ v
 
 
-@pytest.fixture(params=["kernel", "pytorch"])
-def cpu_path(request, monkeypatch):
-    """Run a blocked-backend test with our compiled CPU kernel and with the pure-PyTorch path.
-    Yields the names of the kernel functions called; checks afterwards that the kernel ran
-    exactly when asked for."""
-    monkeypatch.setenv("DNABIRD_CPU_KERNEL", "1" if request.param == "kernel" else "0")
-    if request.param == "kernel" and not cpu_kernel.available():
+BLOCKED = ("blocked_kernel", "blocked_fused", "blocked_explicit")
+
+
+def require_kernel():
+    """Build the CPU kernel; skip without a compiler, fail if it does not build with one."""
+    if not cpu_kernel.available():
         if shutil.which("c++") is None and shutil.which("g++") is None:
             pytest.skip("no C++ compiler to build the CPU kernel")
         pytest.fail(f"the CPU kernel did not build: {cpu_kernel.status()}")
+
+
+def spy_on_blocked_paths(monkeypatch) -> list[str]:
+    """Record every call of the CPU kernel's functions and of the fused private ops."""
     calls = []
     for name in ("sparse_rows_forward", "sparse_rows_backward"):
         function = getattr(cpu_kernel, name)
         monkeypatch.setattr(
             cpu_kernel, name, lambda *a, name=name, f=function: calls.append(name) or f(*a)
         )
-    yield calls
-    assert ("sparse_rows_forward" in calls) == (request.param == "kernel")
+    ops = blocked_fused._ops()
+    if not isinstance(ops, str):
+        spied = tuple(
+            lambda *a, name=name, f=op, **kw: calls.append(name) or f(*a, **kw)
+            for name, op in zip(("fused_forward", "fused_backward"), ops, strict=True)
+        )
+        monkeypatch.setattr(blocked_fused, "_ops", lambda: spied)
+    return calls
+
+
+@pytest.fixture(params=BLOCKED)
+def blocked_path(request, monkeypatch):
+    """Run a test with each blocked backend (yields its name); checks afterwards that the CPU
+    kernel ran exactly for ``blocked_kernel`` and the fused ops exactly for ``blocked_fused``."""
+    if request.param == "blocked_kernel":
+        require_kernel()
+    if request.param == "blocked_fused" and not blocked_fused.available():
+        pytest.skip(f"fused CPU op {blocked_fused.status()}")
+    calls = spy_on_blocked_paths(monkeypatch)
+    yield request.param
+    assert ("sparse_rows_forward" in calls) == (request.param == "blocked_kernel")
+    assert ("fused_forward" in calls) == (request.param == "blocked_fused")
 
 
 def loss_on_real_rows(out, keep, weights):
@@ -104,7 +137,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_blocked_matches_dense_outputs_and_gradients(case, cpu_path):
+def test_blocked_matches_dense_outputs_and_gradients(case, blocked_path):
     num_blocks, mode, g, r, lengths = CASES[case]
     pattern = pattern_for(num_blocks, mode=mode, g=g, r=r, seed=len(case))
     length = max(lengths)  # may be shorter than the pattern (not a block multiple)
@@ -114,7 +147,7 @@ def test_blocked_matches_dense_outputs_and_gradients(case, cpu_path):
     outs, grads = [], []
     for run in (
         lambda: dense_attention(q, k, v, pattern, keep),
-        lambda: sparse_attention(q, k, v, pattern, keep, backend="blocked"),
+        lambda: sparse_attention(q, k, v, pattern, keep, backend=blocked_path),
     ):
         out = run()
         outs.append(out * keep[:, None, :, None])
@@ -122,59 +155,65 @@ def test_blocked_matches_dense_outputs_and_gradients(case, cpu_path):
     torch.testing.assert_close(outs[1], outs[0], atol=ATOL, rtol=0)
     for name, got, want in zip("qkv", grads[1], grads[0], strict=True):
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=f"grad of {name}")
-    assert ("sparse_rows_backward" in cpu_path) == ("sparse_rows_forward" in cpu_path)
 
 
-def test_blocked_inference_path_matches_dense(cpu_path):
+def test_blocked_inference_path_matches_dense(blocked_path):
     """Without gradients nothing is saved for backward; same result."""
     num_blocks, mode, g, r, lengths = CASES["etc-padded-batch"]
     pattern = pattern_for(num_blocks, mode=mode, g=g, r=r)
     keep = padding_mask(lengths, max(lengths))
     q, k, v = inputs(len(lengths), 3, max(lengths))
     with torch.inference_mode():
-        got = sparse_attention(q, k, v, pattern, keep, backend="blocked")
+        got = sparse_attention(q, k, v, pattern, keep, backend=blocked_path)
     want = dense_attention(q, k, v, pattern, keep)
     for b, n in enumerate(lengths):
         torch.testing.assert_close(got[b, :, :n], want[b, :, :n], atol=ATOL, rtol=0)
 
 
-def test_blocked_handles_many_chunks(monkeypatch):
+@pytest.mark.parametrize("backend", ["blocked_fused", "blocked_explicit"])
+def test_blocked_handles_many_chunks(backend, monkeypatch):
     """Rows are processed in chunks; a tiny chunk size must not change the result."""
-    import dnabird.model.attention.blocked as blocked
-
-    monkeypatch.setenv("DNABIRD_CPU_KERNEL", "0")  # the kernel does not chunk
+    if backend == "blocked_fused" and not blocked_fused.available():
+        pytest.skip(f"fused CPU op {blocked_fused.status()}")
     pattern = pattern_for(16, r=2)
     q, k, v = inputs(2, 3, 128, grad=True)
     keep = padding_mask([128, 100], 128)
-    want = blocked_attention(q, k, v, pattern, keep)
-    want_grads = torch.autograd.grad(want.sum(), (q, k, v))
-    monkeypatch.setattr(blocked, "_CHUNK_ELEMENTS", 1)
-    got = blocked_attention(q, k, v, pattern, keep)
+
+    def run():
+        out = sparse_attention(q, k, v, pattern, keep, backend=backend)
+        return out, torch.autograd.grad(out.sum(), (q, k, v))
+
+    want, want_grads = run()
+    monkeypatch.setattr(slots, "_CHUNK_ELEMENTS", 1)
+    got, got_grads = run()
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
-    for a, b in zip(torch.autograd.grad(got.sum(), (q, k, v)), want_grads, strict=True):
+    for a, b in zip(got_grads, want_grads, strict=True):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
 
-def test_blocked_accepts_non_contiguous_inputs(cpu_path):
+def test_blocked_accepts_non_contiguous_inputs(blocked_path):
     """Head-transposed views (as a projection's ``[B, L, H, D]`` output gives) work unchanged."""
     pattern = pattern_for(14, r=2)
     q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in inputs(2, 3, 112))
     keep = padding_mask([112, 90], 112)
     assert not q.is_contiguous()
-    got = blocked_attention(q, k, v, pattern, keep)
+    got = sparse_attention(q, k, v, pattern, keep, backend=blocked_path)
     want = dense_attention(q, k, v, pattern, keep)
     torch.testing.assert_close(got[0], want[0], atol=ATOL, rtol=0)
     torch.testing.assert_close(got[1, :, :90], want[1, :, :90], atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("backend", ["blocked_fused", "blocked_explicit"])
 @pytest.mark.parametrize("mode", ["itc", "etc"])
-def test_blocked_gradcheck_float64(mode):
+def test_blocked_gradcheck_float64(mode, backend):
+    if backend == "blocked_fused" and not blocked_fused.available():
+        pytest.skip(f"fused CPU op {blocked_fused.status()}")
     pattern = pattern_for(6, block_size=2, heads=2, mode=mode, r=1)
     q, k, v = inputs(2, 2, 11, dim=3, dtype=torch.float64, grad=True)
     keep = padding_mask([11, 8], 11)
 
     def f(q, k, v):
-        return sparse_attention(q, k, v, pattern, keep, backend="blocked") * keep[:, None, :, None]
+        return sparse_attention(q, k, v, pattern, keep, backend=backend) * keep[:, None, :, None]
 
     assert torch.autograd.gradcheck(f, (q, k, v), eps=1e-6, atol=1e-6, fast_mode=True)
 
@@ -183,12 +222,13 @@ def test_blocked_dropout_is_reproducible_and_its_gradient_is_exact():
     pattern = pattern_for(6, block_size=2, heads=2, r=1)
     q, k, v = inputs(1, 2, 12, dim=3, dtype=torch.float64, grad=True)
 
-    def f(q, k, v):
+    def f(q, k, v, dropout_p=0.3):
         torch.manual_seed(0)
-        return blocked_attention(q, k, v, pattern, dropout_p=0.3)
+        return sparse_attention(q, k, v, pattern, backend="blocked", dropout_p=dropout_p)
 
+    assert choose_backend(q, pattern, "blocked", dropout_p=0.3) == "blocked_explicit"
     assert torch.equal(f(q, k, v), f(q, k, v))
-    assert not torch.allclose(f(q, k, v), blocked_attention(q, k, v, pattern))
+    assert not torch.allclose(f(q, k, v), f(q, k, v, dropout_p=0.0))
     assert torch.autograd.gradcheck(f, (q, k, v), eps=1e-6, atol=1e-6, fast_mode=True)
 
 
@@ -212,15 +252,166 @@ def test_short_sequences_fall_back_to_dense_and_match_blocked():
     )
 
 
-def test_auto_uses_blocked_on_cpu_for_long_sequences():
+def test_backend_names_are_defined_once():
+    assert BACKENDS is config.ATTENTION_BACKENDS
+    assert {"auto", "dense", "flex", "blocked", *BLOCKED} == set(BACKENDS)
+
+
+def fake_q(pattern, device="cpu", dtype=torch.float32):
+    """What ``choose_backend`` reads of ``q``: its device and dtype (CUDA without a GPU)."""
+    return types.SimpleNamespace(device=torch.device(device), dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "dropout_p", "backend", "kernel", "fused", "want"),
+    [
+        # CPU, float32, no dropout: our kernel (under auto, and for the blocked family)
+        ("cpu", torch.float32, 0.0, "auto", True, True, "blocked_kernel"),
+        ("cpu", torch.float32, 0.0, "blocked", True, True, "blocked_kernel"),
+        # no kernel (off, or no compiler), or not float32: the fused private op
+        ("cpu", torch.float32, 0.0, "auto", False, True, "blocked_fused"),
+        ("cpu", torch.float64, 0.0, "auto", True, True, "blocked_fused"),
+        ("cpu", torch.bfloat16, 0.0, "blocked", True, True, "blocked_fused"),
+        # dropout, or no fused op in this torch: explicit softmax
+        ("cpu", torch.float32, 0.1, "auto", True, True, "blocked_explicit"),
+        ("cpu", torch.float32, 0.0, "auto", False, False, "blocked_explicit"),
+        ("cpu", torch.float64, 0.0, "blocked", True, False, "blocked_explicit"),
+        # CUDA: flex, or explicit with dropout or when the blocked family is asked for
+        ("cuda", torch.bfloat16, 0.0, "auto", True, True, "flex"),
+        ("cuda", torch.float32, 0.1, "auto", True, True, "blocked_explicit"),
+        ("cuda", torch.float32, 0.0, "blocked", True, True, "blocked_explicit"),
+        # a named backend is taken as it is
+        ("cpu", torch.float32, 0.0, "flex", True, True, "flex"),
+        ("cpu", torch.float32, 0.1, "blocked_kernel", True, True, "blocked_kernel"),
+        ("cpu", torch.float32, 0.0, "blocked_explicit", True, True, "blocked_explicit"),
+        ("cpu", torch.float32, 0.0, "dense", True, True, "dense"),
+    ],
+)
+def test_choose_backend_picks_each_path(
+    device, dtype, dropout_p, backend, kernel, fused, want, monkeypatch
+):
+    monkeypatch.setattr(cpu_kernel, "available", lambda: kernel)
+    if not fused:
+        monkeypatch.setattr(blocked_fused, "_ops", lambda: "no such op (test)")
+    pattern = pattern_for(DENSE_MAX_BLOCKS + 1)
+    q = fake_q(pattern, device, dtype)
+    assert choose_backend(q, pattern, backend, dropout_p) == want
+    if backend == "auto":  # short sequences: dense, whatever else holds
+        assert choose_backend(q, pattern_for(DENSE_MAX_BLOCKS), backend, dropout_p) == "dense"
+
+
+def test_choose_backend_with_the_real_kernel_and_fused_op(monkeypatch):
+    """Unpatched: the kernel when it builds, the fused op when it is off."""
+    require_kernel()
     pattern = pattern_for(DENSE_MAX_BLOCKS + 1)
     q = torch.zeros(1, 3, pattern.seq_len, 4)
-    assert choose_backend(q, pattern) == "blocked"
-    assert choose_backend(q.requires_grad_(), pattern) == "blocked"
-    assert choose_backend(q, pattern_for(DENSE_MAX_BLOCKS)) == "dense"
-    assert choose_backend(q, pattern, backend="flex") == "flex"
-    with pytest.raises(ConfigError, match="unknown attention backend"):
+    assert choose_backend(q, pattern) == "blocked_kernel"
+    assert choose_backend(q.requires_grad_(), pattern, "blocked") == "blocked_kernel"
+    assert choose_backend(q.double(), pattern) == "blocked_fused"
+    monkeypatch.setenv("DNABIRD_CPU_KERNEL", "0")
+    assert choose_backend(q, pattern) == "blocked_fused"
+    with pytest.raises(ConfigError, match="unknown attention backend 'fast'; choose from"):
         choose_backend(q, pattern, backend="fast")
+
+
+def test_kernel_is_skipped_for_more_slots_than_it_takes(monkeypatch):
+    monkeypatch.setattr(cpu_kernel, "available", lambda: True)
+    glob = global_block_indices(70, 2, "itc")
+    pattern = build_pattern(70, 1, 1, glob, 3, cpu_kernel.MAX_SLOTS, seed=[0])  # S = 69
+    q = torch.zeros(1, 1, pattern.seq_len, 4)
+    assert choose_backend(q, pattern) == "blocked_fused"
+    with pytest.raises(ConfigError, match="at most 64 key blocks per query block, not 69"):
+        sparse_attention(q, q, q, pattern, backend="blocked_kernel")
+
+
+@pytest.mark.parametrize(
+    ("backend", "dtype", "dropout_p", "message"),
+    [
+        ("blocked_kernel", torch.float32, 0.1, "blocked_kernel: has no attention dropout"),
+        ("blocked_kernel", torch.float64, 0.0, "blocked_kernel: needs float32 CPU tensors"),
+        ("blocked_fused", torch.float32, 0.1, "blocked_fused: has no attention dropout"),
+    ],
+)
+def test_a_named_backend_refuses_inputs_it_cannot_run(backend, dtype, dropout_p, message):
+    pattern = pattern_for(DENSE_MAX_BLOCKS + 1)
+    q, k, v = inputs(1, 3, pattern.seq_len, dtype=dtype)
+    with pytest.raises(ConfigError, match=message):
+        sparse_attention(q, k, v, pattern, backend=backend, dropout_p=dropout_p)
+
+
+def test_a_kernel_switched_off_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("DNABIRD_CPU_KERNEL", "0")
+    pattern = pattern_for(DENSE_MAX_BLOCKS + 1)
+    q, k, v = inputs(1, 3, pattern.seq_len)
+    with pytest.raises(ConfigError, match=r"CPU kernel off \(DNABIRD_CPU_KERNEL=0\); use blocked"):
+        sparse_attention(q, k, v, pattern, backend="blocked_kernel")
+
+
+@pytest.fixture
+def fused_ops_missing(monkeypatch):
+    """A torch without the private fused CPU ops (as any release may be): the real detection
+    looks for an op name that does not exist."""
+    monkeypatch.setattr(blocked_fused, "FORWARD_OP", "_dnabird_no_such_op")
+    blocked_fused._ops.cache_clear()
+    yield
+    blocked_fused._ops.cache_clear()  # detect afresh once the name is restored
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_missing_fused_ops_fall_back_to_explicit_matching_dense(
+    dtype, fused_ops_missing, monkeypatch
+):
+    monkeypatch.setenv("DNABIRD_CPU_KERNEL", "0")  # float32 would take the kernel otherwise
+    assert not blocked_fused.available()
+    assert "has no torch.ops.aten._dnabird_no_such_op" in blocked_fused.status()
+    calls = spy_on_blocked_paths(monkeypatch)
+    num_blocks, mode, g, r, lengths = CASES["itc-padded-batch"]
+    pattern = pattern_for(num_blocks, mode=mode, g=g, r=r)
+    keep = padding_mask(lengths, max(lengths))
+    q, k, v = inputs(len(lengths), 3, max(lengths), dtype=dtype, grad=True)
+    weights = torch.randn(q.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    assert choose_backend(q, pattern) == "blocked_explicit"
+    outs, grads = [], []
+    for backend in ("dense", "auto"):
+        out = sparse_attention(q, k, v, pattern, keep, backend=backend)
+        outs.append(out * keep[:, None, :, None])
+        grads.append(torch.autograd.grad(loss_on_real_rows(out, keep, weights), (q, k, v)))
+    torch.testing.assert_close(outs[1], outs[0], atol=ATOL, rtol=0)
+    for name, got, want in zip("qkv", grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=f"grad of {name}")
+    assert calls == []  # neither the kernel nor the fused ops ran
+    with pytest.raises(ConfigError, match="blocked_fused: torch .* has no torch.ops.aten"):
+        sparse_attention(q, k, v, pattern, keep, backend="blocked_fused")
+
+
+def test_fused_op_detection_probes_the_ops():
+    """Ops that exist but fail or disagree with an explicit softmax are not used."""
+    forward, backward = blocked_fused.find_ops(torch.ops.aten)  # this torch has working ops
+
+    def namespace(**ops):
+        names = {"forward": blocked_fused.FORWARD_OP, "backward": blocked_fused.BACKWARD_OP}
+        return types.SimpleNamespace(**{names[key]: op for key, op in ops.items()})
+
+    def wrong_numbers(q, k, v, **kwargs):
+        out, lse = forward(q, k, v, **kwargs)
+        return out * 1.01, lse
+
+    def changed_signature(q, k, v, mask, scale):
+        return forward(q, k, v, attn_mask=mask, scale=scale)
+
+    assert "has no torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward" in (
+        blocked_fused.find_ops(namespace(forward=forward))
+    )
+    found = blocked_fused.find_ops(namespace(forward=wrong_numbers, backward=backward))
+    assert found.endswith("ValueError: output differs from an explicit softmax")
+    found = blocked_fused.find_ops(namespace(forward=changed_signature, backward=backward))
+    assert "failed a probe call: TypeError" in found
+    assert blocked_fused.find_ops(namespace(forward=forward, backward=backward)) == (
+        forward,
+        backward,
+    )
+    with torch.inference_mode():  # the probe also works where models run inference
+        assert not isinstance(blocked_fused.find_ops(torch.ops.aten), str)
 
 
 def test_bad_shapes_are_rejected():

@@ -1,9 +1,10 @@
-"""Our compiled CPU attention kernel against an explicit softmax written here, its build cache
-and its fallback. (Equivalence with the dense backend through ``sparse_attention`` is in
-``test_attention.py``, which runs the blocked backend with and without the kernel.)"""
+"""Our compiled CPU attention kernel against an explicit softmax written here, its build cache,
+its fallback and its argument struct. (Equivalence with the dense backend through
+``sparse_attention`` is in ``test_attention.py``, which runs every blocked backend.)"""
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import warnings
 
@@ -164,6 +165,72 @@ def test_kernel_refuses_views_it_cannot_read():
     wrong = q.transpose(1, 2).contiguous().transpose(1, 2)[:, :, 8:40].reshape(1, 2, rows, 8, 16)
     with pytest.raises(ValueError, match="query must be a float32 row view"):
         cpu_kernel.sparse_rows_forward(wrong, k, v, wrong, lse, slot_block, slot_valid, keep)
+
+
+def kernel_arguments(case):
+    """A valid argument struct for a forward call on ``case`` (and what it points into)."""
+    q, k, v, block, first_row, slot_block, slot_valid, keep = case
+    batch, heads, _, dim = q.shape
+    rows = slot_block.shape[1]
+    span = slice(first_row * block, (first_row + rows) * block)
+    view = (batch, heads, rows, block, dim)
+    out = torch.full_like(q, float("nan"))
+    lse = torch.full((batch * heads, rows, block), float("nan"))
+    query, out_rows = q[:, :, span].view(view), out[:, :, span].view(view)
+    args, alive = cpu_kernel._arguments(
+        query, k, slot_block, slot_valid, keep, q=query, k=k, v=v, out=out_rows, lse=lse
+    )
+    return args, (alive, out, lse)
+
+
+@pytest.mark.parametrize(
+    ("field", "change", "code"),
+    [
+        ("size", -8, 2),  # a caller whose struct lacks a field
+        ("size", +8, 2),  # ... or has one more
+        ("version", +1, 2),  # same size, another meaning
+        ("q", None, 3),  # a null tensor pointer
+    ],
+)
+def test_kernel_refuses_an_argument_struct_it_does_not_know(field, change, code):
+    assert cpu_kernel.available()
+    forward = cpu_kernel._load().dnabird_sparse_rows_forward_f32
+    args, (alive, out, lse) = kernel_arguments(random_case(1, 2, 6, 8, 16, 4, True, 1))
+    assert forward(ctypes.byref(args)) == 0 and not lse.isnan().any()  # valid as built
+    out.fill_(float("nan"))
+    lse.fill_(float("nan"))
+    setattr(args, field, None if change is None else getattr(args, field) + change)
+    assert forward(ctypes.byref(args)) == code
+    assert out.isnan().all() and lse.isnan().all(), "a refused call wrote"
+
+
+def test_kernel_wrapper_raises_when_the_struct_is_refused(monkeypatch):
+    monkeypatch.setattr(cpu_kernel, "ARGS_VERSION", cpu_kernel.ARGS_VERSION + 1)
+    with pytest.raises(RuntimeError, match="refused the argument struct"):
+        run_kernel(*random_case(1, 2, 6, 8, 16, 4, False, 1))
+
+
+def test_a_library_with_another_struct_layout_is_not_loaded(monkeypatch):
+    """Two fields swapped on the Python side only (same size and version) are caught when the
+    library is loaded, and the pure-PyTorch backends run instead."""
+    fields = list(cpu_kernel.KernelArgs._fields_)
+    at = [name for name, _ in fields].index("k")
+    fields[at], fields[at + 1] = fields[at + 1], fields[at]  # k and v
+
+    class Swapped(ctypes.Structure):
+        _fields_ = fields
+
+    assert ctypes.sizeof(Swapped) == ctypes.sizeof(cpu_kernel.KernelArgs)
+    monkeypatch.setattr(cpu_kernel, "KernelArgs", Swapped)
+    monkeypatch.setattr(cpu_kernel, "_warned", ["already"])
+    cpu_kernel._load.cache_clear()
+    try:
+        assert not cpu_kernel.available()
+        assert "takes another argument struct than cpu_kernel.KernelArgs (library k:24, " in (
+            cpu_kernel.status()
+        )
+    finally:
+        cpu_kernel._load.cache_clear()
 
 
 def test_build_is_cached_and_a_broken_compiler_falls_back(tmp_path, monkeypatch):

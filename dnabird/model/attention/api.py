@@ -1,20 +1,42 @@
-"""One entry point for block-sparse attention; picks the backend.
+"""One entry point for block-sparse attention; the one place that picks the backend.
 
 Shape legend: ``q, k, v: [B, H, L, D]`` (batch, heads, tokens, head width); ``L`` may be any
 length up to ``pattern.seq_len``; ``key_padding_mask: [B, L]`` bool, True = real token (False
 keys are never attended); output ``[B, H, L, D]``. Softmax scale ``1 / sqrt(D)``.
 
-``backend="auto"`` chooses (measured with ``benchmarks/attention.py``, see
+Backends (the names in :data:`dnabird.model.config.ATTENTION_BACKENDS`; one module each, never
+importing each other). The three ``blocked_*`` work on block views in O(L) memory, compute the
+global query rows by one dense SDPA pass and differ only in the ordinary query blocks; they
+share :mod:`~dnabird.model.attention.slots` (slot layout, gather, autograd, shape legend):
+
+- ``dense`` (:mod:`~dnabird.model.attention.dense`): masked SDPA over the pattern's full
+  ``[L, L]`` mask, O(L²). The readable oracle; short sequences.
+- ``flex`` (:mod:`~dnabird.model.attention.flex`): FlexAttention with a BlockMask built from
+  the pattern, under ``torch.compile``: fused Triton kernels on CUDA.
+- ``blocked_kernel`` (:mod:`~dnabird.model.attention.blocked_kernel`): ordinary query blocks
+  by our compiled C++ kernel, reading key runs in place. CPU, float32, no dropout.
+- ``blocked_fused`` (:mod:`~dnabird.model.attention.blocked_fused`): ordinary query blocks by
+  PyTorch's private fused CPU FlashAttention op over gathered key slots. CPU, no dropout; only
+  when this torch has the op and it passes a probe call.
+- ``blocked_explicit`` (:mod:`~dnabird.model.attention.blocked_explicit`): ordinary query
+  blocks by matmul, softmax, matmul over gathered key slots. The plain path: any device and
+  dtype, and the only blocked path with attention dropout.
+
+Who runs when (:func:`choose_backend`; measured with ``benchmarks/attention.py``, see
 ``benchmarks/RESULTS.md``):
 
-- ``dense`` when the pattern has at most :data:`DENSE_MAX_BLOCKS` blocks: at such lengths the
-  pattern covers most blocks and one masked SDPA call is faster than the block machinery
-  (when it covers all blocks this is plain full attention with key padding only);
-- ``flex`` on CUDA without attention dropout (fused Triton kernels, forward and backward);
-- ``blocked`` otherwise: on the CPU for training *and* inference (compiled FlexAttention
-  measured slower than ``blocked`` on the CPU; its float32 forward runs our compiled kernel,
-  see :mod:`dnabird.model.attention.cpu_kernel`), and on CUDA with attention dropout
-  (FlexAttention has no dropout).
+- ``auto``: ``dense`` when the pattern has at most :data:`DENSE_MAX_BLOCKS` blocks (at such
+  lengths the pattern covers most blocks and one masked SDPA call is faster than the block
+  machinery; when it covers all blocks this is plain full attention with key padding only);
+  else ``flex`` on CUDA without attention dropout; else as ``blocked``.
+- ``blocked``: the first of ``blocked_kernel`` (measured fastest on the CPU, faster than
+  compiled FlexAttention there, training and inference), ``blocked_fused``,
+  ``blocked_explicit`` that can run the inputs. So on the CPU: float32 without dropout ->
+  kernel; float64 or bfloat16, or the kernel off or unbuildable -> fused op; dropout, or the
+  fused op missing from this torch -> explicit. On CUDA (with dropout, under ``auto``) ->
+  explicit.
+- any other name: that backend, which raises :class:`~dnabird.errors.ConfigError` if it cannot
+  run the inputs (e.g. ``blocked_kernel`` with dropout, ``flex`` backward on the CPU).
 
 Query rows with no visible key (possible only at padded positions) give unspecified finite
 values that differ between backends; discard them, as the models do.
@@ -26,12 +48,12 @@ import torch
 import torch.nn.functional as F
 
 from dnabird.errors import ConfigError
-from dnabird.model.attention.blocked import blocked_attention
+from dnabird.model.attention import blocked_fused, blocked_kernel
+from dnabird.model.attention.blocked_explicit import blocked_explicit_attention
 from dnabird.model.attention.dense import dense_attention
 from dnabird.model.attention.flex import flex_sparse_attention
+from dnabird.model.config import ATTENTION_BACKENDS as BACKENDS
 from dnabird.model.patterns import BlockPattern
-
-BACKENDS = ("auto", "dense", "blocked", "flex")
 
 DENSE_MAX_BLOCKS = 7
 """``auto`` uses the dense backend up to this many blocks (448 tokens at b = 64). Measured with
@@ -40,20 +62,35 @@ DENSE_MAX_BLOCKS = 7
 was faster up to 448 tokens, forward and forward + backward; the blocked backend with our CPU
 kernel from 512 (without the kernel the crossover was 768 to 1024 tokens, a few ms)."""
 
+_RUN = {
+    "dense": dense_attention,
+    "flex": flex_sparse_attention,
+    "blocked_kernel": blocked_kernel.blocked_kernel_attention,
+    "blocked_fused": blocked_fused.blocked_fused_attention,
+    "blocked_explicit": blocked_explicit_attention,
+}
+"""The function of every concrete backend (``auto`` and ``blocked`` resolve to one of these)."""
+
 
 def choose_backend(
     q: torch.Tensor, pattern: BlockPattern, backend: str = "auto", dropout_p: float = 0.0
 ) -> str:
-    """Name of the backend ``sparse_attention`` runs for these inputs (see module docstring)."""
+    """Name of the concrete backend ``sparse_attention`` runs for these inputs (a key of the
+    table in the module docstring; ``auto`` and ``blocked`` resolved as described there)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown attention backend {backend!r}; choose from {BACKENDS}")
-    if backend != "auto":
+    if backend == "auto":
+        if pattern.num_blocks <= DENSE_MAX_BLOCKS:
+            return "dense"
+        if q.device.type == "cuda" and dropout_p == 0.0:
+            return "flex"
+    elif backend != "blocked":
         return backend
-    if pattern.num_blocks <= DENSE_MAX_BLOCKS:
-        return "dense"
-    if q.device.type == "cuda" and dropout_p == 0.0:
-        return "flex"
-    return "blocked"
+    if blocked_kernel.unsupported(q, pattern, dropout_p) is None:
+        return "blocked_kernel"
+    if blocked_fused.unsupported(q, pattern, dropout_p) is None:
+        return "blocked_fused"
+    return "blocked_explicit"
 
 
 def sparse_attention(
@@ -70,7 +107,7 @@ def sparse_attention(
 
     Inputs shorter than ``pattern.seq_len`` are padded internally (padded keys masked) and the
     output is cut back to ``L``. ``dropout_p`` applies dropout to attention probabilities
-    (pass 0 in evaluation).
+    (pass 0 in evaluation). ``backend``: one of :data:`BACKENDS` (see the module docstring).
     """
     batch, heads, length, dim = q.shape
     if k.shape != q.shape or v.shape != q.shape:
@@ -97,6 +134,5 @@ def sparse_attention(
         if key_padding_mask is None:
             key_padding_mask = torch.ones(batch, length, dtype=torch.bool, device=q.device)
         key_padding_mask = F.pad(key_padding_mask, (0, extra), value=False)  # [B, NB*b]
-    run = blocked_attention if name == "blocked" else flex_sparse_attention
-    out = run(q, k, v, pattern, key_padding_mask, dropout_p)
+    out = _RUN[name](q, k, v, pattern, key_padding_mask, dropout_p)
     return out[:, :, :length] if extra else out

@@ -5,8 +5,14 @@ compiler into ``$DNABIRD_CACHE_DIR/kernels`` (default ``~/.cache/dnabird/kernels
 library per source, compiler flags, PyTorch version and CPU, and loaded through ``ctypes``. It
 needs no PyTorch headers (builds in about a second): BLAS is the ``sgemm_`` that PyTorch's CPU
 library exports and threads are the OpenMP runtime PyTorch has loaded. Where it cannot be
-built (no compiler, no OpenMP, a PyTorch without that symbol) the blocked backend keeps its
-pure-PyTorch path and one warning says why. ``DNABIRD_CPU_KERNEL=0`` turns the kernel off.
+built (no compiler, no OpenMP, a PyTorch without that symbol) ``api.py`` runs another blocked
+backend and one warning says why. ``DNABIRD_CPU_KERNEL=0`` turns the kernel off.
+
+Both kernel functions take one argument, a :class:`KernelArgs` struct mirrored field for field
+by ``struct SparseRowsArgs`` in the C++ source: the loader compares the two layouts (every
+field's offset, the size and a version) once and refuses a library that differs, and the kernel
+refuses a call whose struct has another size or version, so a field added, dropped or reordered
+on one side only fails loudly instead of reading the wrong memory.
 
 Why a kernel of our own: per ordinary query block it reads each run of consecutive key blocks
 (the window, neighbouring random blocks) straight from ``K`` and ``V`` with one ``sgemm`` per
@@ -22,6 +28,7 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import itertools
 import os
 import platform
 import shutil
@@ -111,6 +118,35 @@ def _build(compiler: str, target: Path) -> None:
             os.unlink(partial)
 
 
+class KernelArgs(ctypes.Structure):
+    """The one argument of both kernel functions: ``struct SparseRowsArgs`` of
+    ``sparse_rows_cpu.cpp``, field for field (:func:`_load` compares the two layouts once; the
+    kernel refuses a call whose ``size`` or ``version`` differ from its own)."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint64),
+        ("version", ctypes.c_uint64),
+        *((name, ctypes.c_void_p) for name in ("q", "k", "v", "out", "lse")),
+        *((name, ctypes.c_void_p) for name in ("grad_out", "grad_q", "grad_k", "grad_v")),
+        *((name, ctypes.c_int64) for name in ("batch_heads", "heads", "length", "dim")),
+        *((name, ctypes.c_int64) for name in ("block", "rows", "slots")),
+        *((name, ctypes.c_void_p) for name in ("slot_block", "slot_valid", "key_keep")),
+        ("scale", ctypes.c_float),
+        ("threads", ctypes.c_int32),
+    ]
+
+
+ARGS_VERSION = 1
+"""``kArgsVersion`` of ``sparse_rows_cpu.cpp``: raised with any change to the fields."""
+
+
+def args_layout(struct: type[ctypes.Structure], version: int) -> str:
+    """``name:offset,...,sizeof:N,version:V``: what ``dnabird_sparse_rows_args_layout`` of the
+    built library returns when it agrees with ``struct``."""
+    fields = "".join(f"{name}:{getattr(struct, name).offset}," for name, _ in struct._fields_)
+    return f"{fields}sizeof:{ctypes.sizeof(struct)},version:{version}"
+
+
 @functools.cache
 def _load() -> ctypes.CDLL | str:
     """The loaded kernel library (built when needed), or why it cannot be had."""
@@ -122,18 +158,25 @@ def _load() -> ctypes.CDLL | str:
         if not path.exists():
             _build(compiler, path)
         library = ctypes.CDLL(str(path))
-        forward = library.dnabird_sparse_rows_forward_f32
-        backward = library.dnabird_sparse_rows_backward_f32
+        functions = (
+            library.dnabird_sparse_rows_forward_f32,
+            library.dnabird_sparse_rows_backward_f32,
+        )
+        layout = library.dnabird_sparse_rows_args_layout
     except (OSError, AttributeError) as error:
         return str(error)
-    forward.argtypes = [ctypes.c_void_p] * 5 + _PROBLEM_TYPES
-    backward.argtypes = [ctypes.c_void_p] * 9 + _PROBLEM_TYPES
-    forward.restype = backward.restype = ctypes.c_int
+    layout.restype, layout.argtypes = ctypes.c_char_p, []
+    theirs, ours = layout().decode(), args_layout(KernelArgs, ARGS_VERSION)
+    if theirs != ours:
+        pairs = itertools.zip_longest(theirs.split(","), ours.split(","), fillvalue="-")
+        library_field, python_field = next((a, b) for a, b in pairs if a != b)
+        return (
+            f"{path.name} takes another argument struct than cpu_kernel.KernelArgs "
+            f"(library {library_field}, Python {python_field})"
+        )
+    for function in functions:
+        function.argtypes, function.restype = [ctypes.POINTER(KernelArgs)], ctypes.c_int
     return library
-
-
-_PROBLEM_TYPES = [ctypes.c_int64] * 7 + [ctypes.c_void_p] * 3 + [ctypes.c_float, ctypes.c_int]
-"""C types of the arguments both kernel functions end with (see :func:`_problem`)."""
 
 
 def status() -> str:
@@ -157,8 +200,8 @@ def available() -> bool:
     if not _warned:
         _warned.append(loaded)
         warnings.warn(
-            f"dnabird: CPU attention kernel unavailable ({loaded}); using the slower "
-            "pure-PyTorch path",
+            f"dnabird: CPU attention kernel unavailable ({loaded}); the blocked attention "
+            "backend runs without it (slower)",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -190,10 +233,10 @@ def sparse_rows_forward(
     """
     _check_full(query, k=k, v=v, lse=lse)
     _check_rows(k.shape[2], query, out_rows=out_rows)
-    problem, _converted = _problem(query, k, slot_block, slot_valid, key_keep)  # alive till return
-    pointers = (query, k, v, out_rows, lse)
-    code = _load().dnabird_sparse_rows_forward_f32(*(t.data_ptr() for t in pointers), *problem)
-    _raise_on(code)
+    args, _converted = _arguments(
+        query, k, slot_block, slot_valid, key_keep, q=query, k=k, v=v, out=out_rows, lse=lse
+    )  # _converted: alive till the call returns
+    _raise_on(_load().dnabird_sparse_rows_forward_f32(ctypes.byref(args)))
 
 
 def sparse_rows_backward(
@@ -219,10 +262,12 @@ def sparse_rows_backward(
     """
     _check_full(query, k=k, v=v, lse=lse, grad_k=grad_k, grad_v=grad_v)
     _check_rows(k.shape[2], query, out_rows=out_rows, grad_rows=grad_rows, grad_query=grad_query)
-    problem, _converted = _problem(query, k, slot_block, slot_valid, key_keep)  # alive till return
-    pointers = (query, k, v, out_rows, grad_rows, lse, grad_query, grad_k, grad_v)
-    code = _load().dnabird_sparse_rows_backward_f32(*(t.data_ptr() for t in pointers), *problem)
-    _raise_on(code)
+    args, _converted = _arguments(
+        query, k, slot_block, slot_valid, key_keep,
+        q=query, k=k, v=v, out=out_rows, lse=lse,
+        grad_out=grad_rows, grad_q=grad_query, grad_k=grad_k, grad_v=grad_v,
+    )  # fmt: skip
+    _raise_on(_load().dnabird_sparse_rows_backward_f32(ctypes.byref(args)))
 
 
 def _check_rows(length: int, query: torch.Tensor, **views: torch.Tensor) -> None:
@@ -251,9 +296,12 @@ def _check_full(query: torch.Tensor, **tensors: torch.Tensor) -> None:
             raise ValueError(f"{name} must be contiguous")
 
 
-def _problem(query, k, slot_block, slot_valid, key_keep) -> tuple[list, list[torch.Tensor]]:
-    """The arguments both kernel functions end with, and the tensors they point into (to keep
-    alive until the call returns)."""
+def _arguments(
+    query, k, slot_block, slot_valid, key_keep, /, **pointers: torch.Tensor
+) -> tuple[KernelArgs, list[torch.Tensor | None]]:
+    """The kernel's argument struct, and the converted tensors it points into (to keep alive
+    until the call returns). ``pointers``: the tensors of the struct's pointer fields by name
+    (``q``, ``k``, ``v``, ``out``, ``lse``, and for backward ``grad_*``)."""
     batch, heads, rows, block, dim = query.shape
     length = k.shape[2]
     slots = slot_block.shape[-1]
@@ -269,14 +317,34 @@ def _problem(query, k, slot_block, slot_valid, key_keep) -> tuple[list, list[tor
     slot_block = slot_block.to(torch.int64).contiguous()
     slot_valid = slot_valid.to(torch.uint8).contiguous()
     keep = None if key_keep is None else key_keep.to(torch.uint8).contiguous()
-    problem = [
-        batch * heads, heads, length, dim, block, rows, slots,
-        slot_block.data_ptr(), slot_valid.data_ptr(), None if keep is None else keep.data_ptr(),
-        dim**-0.5, torch.get_num_threads(),
-    ]  # fmt: skip
-    return problem, [slot_block, slot_valid, keep]
+    args = KernelArgs(
+        size=ctypes.sizeof(KernelArgs),
+        version=ARGS_VERSION,
+        batch_heads=batch * heads,
+        heads=heads,
+        length=length,
+        dim=dim,
+        block=block,
+        rows=rows,
+        slots=slots,
+        slot_block=slot_block.data_ptr(),
+        slot_valid=slot_valid.data_ptr(),
+        key_keep=None if keep is None else keep.data_ptr(),
+        scale=dim**-0.5,
+        threads=torch.get_num_threads(),
+        **{name: tensor.data_ptr() for name, tensor in pointers.items()},
+    )
+    return args, [slot_block, slot_valid, keep]
+
+
+_ERRORS = {
+    1: f"more than {MAX_SLOTS} key blocks per query block",
+    2: "it refused the argument struct (size or version differ from the built library's)",
+    3: "a tensor pointer was null",
+}
 
 
 def _raise_on(code: int) -> None:
     if code != 0:
-        raise RuntimeError(f"CPU attention kernel failed with code {code}")
+        why = _ERRORS.get(code, f"code {code}")
+        raise RuntimeError(f"CPU attention kernel failed: {why}")

@@ -2,7 +2,7 @@
 // on the CPU, float32.
 //
 // Built and loaded by dnabird/model/attention/cpu_kernel.py (plain C ABI, called through
-// ctypes); BLAS is the sgemm_ that PyTorch's own CPU library exports (MKL in the PyPI wheels),
+// ctypes with one argument struct, SparseRowsArgs below); BLAS is the sgemm_ that PyTorch's own CPU library exports (MKL in the PyPI wheels),
 // threads are OpenMP (the runtime PyTorch has already loaded).
 //
 // For every (batch x head) `bh` and ordinary query block `i`, with b = block size, D = head
@@ -25,8 +25,10 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
@@ -169,24 +171,86 @@ struct Problem {
 
 }  // namespace
 
+// The arguments of both exported functions, in one struct mirrored field for field by
+// cpu_kernel.KernelArgs (a ctypes.Structure). The caller sets `size` to sizeof(SparseRowsArgs)
+// and `version` to kArgsVersion; a call with other values is refused (returns 2) before
+// anything else is read, and the loader compares dnabird_sparse_rows_args_layout() (every
+// field's offset) with its own once. Raise kArgsVersion with any change to the fields.
+//
+// batch_heads = B * H; k, v: [BH, L, D] float32, contiguous; "row tensors" (q, out, grad_out,
+// grad_q) point at the first ordinary query row of a [BH, L, D] float32 tensor (head stride
+// L * D) and hold `rows` query blocks of `block` tokens; lse: [BH, rows * block] log-sum-exp of
+// each row's scaled scores; slot_block / slot_valid: [H, rows, slots] key block of every slot
+// and whether it is a real key (invalid slots are skipped); key_keep: [B, L] uint8 (1 = real
+// token) or null.
+struct SparseRowsArgs {
+  uint64_t size;     // sizeof(SparseRowsArgs)
+  uint64_t version;  // kArgsVersion
+  const float* q;
+  const float* k;
+  const float* v;
+  float* out;             // forward: written; backward: the forward's output
+  float* lse;             // forward: written; backward: the forward's
+  const float* grad_out;  // backward only (null in the forward call)
+  float* grad_q;          // backward: written (a row tensor)
+  float* grad_k;          // backward: added into ([BH, L, D], zeroed by the caller)
+  float* grad_v;          // backward: added into, like grad_k
+  int64_t batch_heads, heads, length, dim, block, rows, slots;
+  const int64_t* slot_block;
+  const uint8_t* slot_valid;
+  const uint8_t* key_keep;
+  float scale;
+  int32_t threads;
+};
+
+constexpr uint64_t kArgsVersion = 1;
+
+// 0 when the call can go ahead; 2: `args` is not a SparseRowsArgs of this size and version;
+// 1: more than 64 slots; 3: a pointer the pass needs is null.
+static int check_args(const SparseRowsArgs* args, bool backward) {
+  if (args == nullptr || args->size != sizeof(SparseRowsArgs) || args->version != kArgsVersion) {
+    return 2;
+  }
+  if (args->slots > 64) return 1;
+  const bool common = args->q && args->k && args->v && args->out && args->lse &&
+                      args->slot_block && args->slot_valid;
+  const bool gradients = args->grad_out && args->grad_q && args->grad_k && args->grad_v;
+  return common && (gradients || !backward) ? 0 : 3;
+}
+
 extern "C" {
 
-// Shared arguments: batch_heads = B * H; k, v: [BH, L, D] float32, contiguous; "row tensors"
-// (q, out, grad_out, grad_q) point at the first ordinary query row of a [BH, L, D] float32
-// tensor (head stride L * D) and hold `rows` query blocks of `block` tokens; lse: [BH, rows *
-// block] log-sum-exp of each row's scaled scores; slot_block / slot_valid: [H, rows, slots] key
-// block of every slot and whether it is a real key (invalid slots are skipped); key_keep:
-// [B, L] uint8 (1 = real token) or null. Both return 0, or 1 when `slots` exceeds 64.
+// "name:offset," for every field of SparseRowsArgs, then "sizeof:N,version:V".
+const char* dnabird_sparse_rows_args_layout() {
+  static const std::string layout = [] {
+    std::string text;
+#define DNABIRD_FIELD(name) \
+  text += std::string(#name) + ":" + std::to_string(offsetof(SparseRowsArgs, name)) + ",";
+    DNABIRD_FIELD(size) DNABIRD_FIELD(version) DNABIRD_FIELD(q) DNABIRD_FIELD(k) DNABIRD_FIELD(v)
+    DNABIRD_FIELD(out) DNABIRD_FIELD(lse) DNABIRD_FIELD(grad_out) DNABIRD_FIELD(grad_q)
+    DNABIRD_FIELD(grad_k) DNABIRD_FIELD(grad_v) DNABIRD_FIELD(batch_heads) DNABIRD_FIELD(heads)
+    DNABIRD_FIELD(length) DNABIRD_FIELD(dim) DNABIRD_FIELD(block) DNABIRD_FIELD(rows)
+    DNABIRD_FIELD(slots) DNABIRD_FIELD(slot_block) DNABIRD_FIELD(slot_valid)
+    DNABIRD_FIELD(key_keep) DNABIRD_FIELD(scale) DNABIRD_FIELD(threads)
+#undef DNABIRD_FIELD
+    return text + "sizeof:" + std::to_string(sizeof(SparseRowsArgs)) +
+           ",version:" + std::to_string(kArgsVersion);
+  }();
+  return layout.c_str();
+}
+
+// Both passes return check_args()'s code (0: done).
 
 // Writes the ordinary query blocks of `out` and their `lse`.
-int dnabird_sparse_rows_forward_f32(const float* q, const float* k, const float* v, float* out,
-                                    float* lse, int64_t batch_heads, int64_t heads,
-                                    int64_t length, int64_t dim, int64_t block, int64_t rows,
-                                    int64_t slots, const int64_t* slot_block,
-                                    const uint8_t* slot_valid, const uint8_t* key_keep,
-                                    float scale, int threads) {
-  if (slots > 64) return 1;
-  const Problem p{heads, length, dim, block, rows, slots, slot_block, slot_valid, key_keep, scale};
+int dnabird_sparse_rows_forward_f32(const SparseRowsArgs* args) {
+  if (const int code = check_args(args, false)) return code;
+  const SparseRowsArgs& a = *args;
+  const float *q = a.q, *k = a.k, *v = a.v;
+  float *out = a.out, *lse = a.lse;
+  const int64_t batch_heads = a.batch_heads, dim = a.dim, block = a.block, rows = a.rows;
+  const int threads = a.threads;
+  const Problem p{a.heads, a.length, dim, block, rows, a.slots, a.slot_block, a.slot_valid,
+                  a.key_keep, a.scale};
   const int64_t ld = p.max_keys();
   const int64_t tasks = batch_heads * rows;
 #pragma omp parallel num_threads(threads)
@@ -238,17 +302,18 @@ int dnabird_sparse_rows_forward_f32(const float* q, const float* k, const float*
   return 0;
 }
 
-// Gradients of the ordinary query blocks: writes grad_q (a row tensor) and adds into grad_k,
-// grad_v ([BH, L, D], contiguous, zeroed by the caller). out and lse are the forward's.
-int dnabird_sparse_rows_backward_f32(const float* q, const float* k, const float* v,
-                                     const float* out, const float* grad_out, const float* lse,
-                                     float* grad_q, float* grad_k, float* grad_v,
-                                     int64_t batch_heads, int64_t heads, int64_t length,
-                                     int64_t dim, int64_t block, int64_t rows, int64_t slots,
-                                     const int64_t* slot_block, const uint8_t* slot_valid,
-                                     const uint8_t* key_keep, float scale, int threads) {
-  if (slots > 64) return 1;
-  const Problem p{heads, length, dim, block, rows, slots, slot_block, slot_valid, key_keep, scale};
+// Gradients of the ordinary query blocks: writes grad_q and adds into grad_k, grad_v. out and
+// lse are the forward's.
+int dnabird_sparse_rows_backward_f32(const SparseRowsArgs* args) {
+  if (const int code = check_args(args, true)) return code;
+  const SparseRowsArgs& a = *args;
+  const float *q = a.q, *k = a.k, *v = a.v, *out = a.out, *grad_out = a.grad_out, *lse = a.lse;
+  float *grad_q = a.grad_q, *grad_k = a.grad_k, *grad_v = a.grad_v;
+  const int64_t batch_heads = a.batch_heads, dim = a.dim, block = a.block, rows = a.rows;
+  const float scale = a.scale;
+  const int threads = a.threads;
+  const Problem p{a.heads, a.length, dim, block, rows, a.slots, a.slot_block, a.slot_valid,
+                  a.key_keep, a.scale};
   const int64_t ld = p.max_keys();
   const int ild = static_cast<int>(ld), idim = static_cast<int>(dim), iblock = static_cast<int>(block);
 #pragma omp parallel num_threads(threads)
