@@ -5,8 +5,9 @@ Study (issue 4): train on the hg38 chr2 excerpt without its last 300 kbp (cut in
 like ``dnabird preprocess``, one pass, seed 0); measure average bp per token (total bp /
 total tokens) on the held-out 300 kbp, the 2,929 EPDnew promoters, the 100 DeepSEA 8 kbp
 sequences and the training sentences, for each vocabulary size and model type, next to
-non-overlapping 6-mers (a sequence of n bp is ceil(n / 6) tokens). Each training runs in a
-fresh process, which reports its wall time and peak RSS.
+non-overlapping 6-mers (a sequence of n bp is ceil(n / 6) tokens). Each training runs from a
+fresh process, which reports its wall time and peak RSS (its own or that of the SentencePiece
+process it starts, whichever is larger).
 
 Throughput: encode the held-out region as 1,000 bp sentences (one batch) with one thread,
 alternating after a warm-up: ours (``DNATokenizer.encode_batch``: validation, N-run
@@ -73,13 +74,18 @@ def training_sentences(train: str, seed: int = 0) -> list[str]:
 def _train_in_child(
     sentences: list[str], vocab_size: int, model_type: str
 ) -> tuple[bytes, float, int]:
-    """Train in this (fresh) process; return the model, seconds and peak RSS in bytes."""
+    """Train from this (fresh) process; return the model, seconds and peak RSS in bytes (the
+    larger of this process and SentencePiece's training process, its child)."""
     from dnabird.tokenizer import DNATokenizer
 
     started = time.perf_counter()
     tokenizer = DNATokenizer.train(sentences, vocab_size=vocab_size, model_type=model_type)
     seconds = time.perf_counter() - started
-    return tokenizer.model_proto, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak_kib = max(
+        resource.getrusage(who).ru_maxrss
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return tokenizer.model_proto, seconds, peak_kib * 1024
 
 
 def train_isolated(sentences: list[str], vocab_size: int, model_type: str):

@@ -28,7 +28,9 @@ What it guarantees:
   readers check (:func:`dnabird.manifest.read_manifest`); files inside are written under
   temporary names (:func:`dnabird.files.atomic_path`), so nothing half-written ever looks
   finished. A folder with files dnabird did not make (no manifest, no run record) is never
-  cleared, even with ``overwrite``.
+  cleared, even with ``overwrite``. A run that fails before writing anything (a bad input
+  found after the claim) leaves no run record and removes the folder if it created it, so the
+  corrected rerun is not refused.
 """
 
 from __future__ import annotations
@@ -101,9 +103,11 @@ class OutputFolder:
         self.manifest: dict[str, Any] | None = None
         self.changes: dict[str, tuple[Any, Any]] = {}
         self._lock: _Lock | None = None
+        self._created = False
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> OutputFolder:
+        self._created = not self.path.exists()
         self._lock = _Lock.acquire(self.path)
         try:
             self._inspect()
@@ -112,8 +116,24 @@ class OutputFolder:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is not None and not self.complete:
+            self._drop_empty_claim()
         self._release()
+
+    def _drop_empty_claim(self) -> None:
+        """After a failure before anything was written (e.g. a bad input found after the
+        claim), leave no trace: no run record that would refuse the corrected rerun, and no
+        empty folder this run created."""
+        if any(p.name not in (LOCK_NAME, RUN_NAME) for p in self.path.iterdir()):
+            return
+        if self.resuming:  # the record belongs to an earlier, real run
+            return
+        (self.path / RUN_NAME).unlink(missing_ok=True)
+        if self._created:
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
 
     def finish(self, manifest: dict[str, Any]) -> Path:
         """Write ``manifest.json`` (with ``manifest["run"]`` set to this run) as the last file

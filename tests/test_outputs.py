@@ -25,6 +25,13 @@ from dnabird.outputs import (
 RUN = {"input_sha256": "abc", "parameters": {"passes": 2, "seed": 0}}
 
 
+def _interrupt(path, run=RUN, stage="stage") -> None:
+    """An interrupted run: it wrote part of its output, then failed."""
+    with pytest.raises(RuntimeError), OutputFolder(path, stage, run) as folder:
+        (folder.path / "part-0.txt").write_text("half")
+        raise RuntimeError
+
+
 def _finish(folder: OutputFolder, text: str = "result") -> None:
     (folder.path / "part.txt").write_text(text)
     folder.finish({"stage": folder.stage, "counts": 1})
@@ -73,8 +80,7 @@ def test_other_inputs_are_refused_with_the_differences_named(tmp_path):
 
 
 def test_interrupted_run_of_other_inputs_is_refused(tmp_path):
-    with pytest.raises(RuntimeError), OutputFolder(tmp_path, "stage", RUN):
-        raise RuntimeError
+    _interrupt(tmp_path)
     with pytest.raises(ConfigError, match="interrupted stage run made from other"):
         OutputFolder(tmp_path, "stage", {**RUN, "input_sha256": "def"}).__enter__()
 
@@ -101,8 +107,7 @@ def test_foreign_folder_is_never_cleared(tmp_path):
 def test_resume_flag_semantics(tmp_path):
     with pytest.raises(ConfigError, match="no interrupted stage run to resume"):
         OutputFolder(tmp_path / "new", "stage", RUN, resume=True).__enter__()
-    with pytest.raises(RuntimeError), OutputFolder(tmp_path / "run", "stage", RUN):
-        raise RuntimeError
+    _interrupt(tmp_path / "run")
     with pytest.raises(ConfigError, match=r"--resume.*--overwrite"):
         OutputFolder(tmp_path / "run", "stage", RUN, resume=False).__enter__()
     with OutputFolder(tmp_path / "run", "stage", RUN, resume=True) as folder:
@@ -110,8 +115,7 @@ def test_resume_flag_semantics(tmp_path):
 
 
 def test_accepted_and_ignored_changes(tmp_path):
-    with pytest.raises(RuntimeError), OutputFolder(tmp_path, "stage", RUN):
-        raise RuntimeError
+    _interrupt(tmp_path)
     longer = {**RUN, "parameters": {"passes": 2, "seed": 0, "steps": 9}}
     with OutputFolder(tmp_path, "stage", longer, ignore=["parameters.steps"]) as folder:
         assert folder.resuming and folder.changes == {}
@@ -215,3 +219,19 @@ def test_differences_and_their_description():
         "model.preset tiny -> small, optim.lr 0.001 -> 0.002 and 2 more"
     )
     assert json.dumps(differences(old, old)) == "{}"
+
+
+def test_failure_before_anything_is_written_leaves_no_claim(tmp_path):
+    out = tmp_path / "new"
+    with pytest.raises(InputError), OutputFolder(out, "stage", RUN):
+        raise InputError("bad input found after the claim")
+    assert not out.exists()  # the folder this run created is gone again
+    with OutputFolder(out, "stage", {**RUN, "input_sha256": "fixed"}) as folder:
+        assert not folder.resuming  # the corrected rerun is not refused
+        folder.finish({"stage": "stage"})
+
+
+def test_failure_in_an_existing_folder_keeps_it(tmp_path):
+    with pytest.raises(InputError), OutputFolder(tmp_path, "stage", RUN):
+        raise InputError("bad")
+    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []

@@ -3,6 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+
+from dnabird.tokenizer.vocab import MIN_VOCAB_SIZE
+
+
+def _at_least(minimum: int, why: str = "") -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum`` (else a one-line usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{why}, got {value}")
+        return value
+
+    return parse
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -17,6 +35,7 @@ def _train(args: argparse.Namespace) -> None:
         sample_bp=args.sample_bp,
         seed=args.seed,
         threads=args.threads,
+        overwrite=args.overwrite,
     )
     counts = manifest["counts"]
     print(
@@ -30,7 +49,9 @@ def _train(args: argparse.Namespace) -> None:
 def _tokenize(args: argparse.Namespace) -> None:
     from dnabird.data.tokens import tokenize_corpus
 
-    manifest = tokenize_corpus(args.corpus, args.tokenizer, args.out, workers=args.workers)
+    manifest = tokenize_corpus(
+        args.corpus, args.tokenizer, args.out, workers=args.workers, overwrite=args.overwrite
+    )
     counts = manifest["counts"]
     print(
         f"Tokenized {counts['documents']:,} documents ({counts['sentences']:,} sentences, "
@@ -46,24 +67,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-tokenizer",
         help="train a SentencePiece DNA tokenizer (~8 bp per token) on a corpus or FASTA",
         description="Train a SentencePiece DNA tokenizer on a seeded sample of sentences from "
-        "a corpus folder (dnabird preprocess) or a FASTA file (cut like preprocess, one pass).",
+        "a corpus folder (dnabird preprocess) or a FASTA file (cut like preprocess, one pass). "
+        "Rerunning into a folder that holds the same training does nothing; Ctrl-C stops it "
+        "at once.",
     )
     train.add_argument("source", metavar="CORPUS_DIR_or_FASTA")
-    train.add_argument("--out", required=True, help="new tokenizer folder")
-    train.add_argument("--vocab-size", type=int, default=32000, help="pieces, specials included")
+    train.add_argument("--out", required=True, help="tokenizer folder (new, or made by this)")
+    train.add_argument(
+        "--vocab-size",
+        type=_at_least(MIN_VOCAB_SIZE, " (5 special tokens, 7 N pieces, A, C, G, T)"),
+        default=32000,
+        help="pieces, specials included (default: %(default)s)",
+    )
     train.add_argument(
         "--model-type",
         choices=("unigram", "bpe"),
         default="unigram",
-        help="SentencePiece algorithm (default unigram: longer tokens, see README)",
+        help="SentencePiece algorithm (default: %(default)s, longer tokens; see README)",
     )
-    train.add_argument("--max-piece-length", type=int, default=16, help="longest piece, bp")
     train.add_argument(
-        "--sample-bp", type=int, default=20_000_000, help="bp of sentences to train on"
+        "--max-piece-length",
+        type=_at_least(1),
+        default=16,
+        help="longest piece, bp (default: %(default)s)",
     )
-    train.add_argument("--seed", type=int, default=0, help="seed of the sample")
     train.add_argument(
-        "--threads", type=int, default=1, help="SentencePiece threads (recorded in the model)"
+        "--sample-bp",
+        type=_at_least(1),
+        default=20_000_000,
+        help="bp of sentences to train on (default: %(default)s)",
+    )
+    train.add_argument(
+        "--seed", type=int, default=0, help="seed of the sample (default: %(default)s)"
+    )
+    train.add_argument(
+        "--threads",
+        type=_at_least(1),
+        default=1,
+        help="SentencePiece threads, recorded in the model (default: %(default)s)",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a tokenizer folder made from other inputs or parameters",
     )
     train.set_defaults(func=_train)
 
@@ -71,10 +117,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tokenize",
         help="turn a corpus into token-id shards for pretraining",
         description="Encode every sentence of a corpus folder with a tokenizer into Parquet "
-        "token shards (one per corpus shard; resumable; same output for any worker count).",
+        "token shards (one per corpus shard; an interrupted run resumes; same output for any "
+        "worker count).",
     )
     tokenize.add_argument("corpus", metavar="CORPUS_DIR")
     tokenize.add_argument("--tokenizer", required=True, help="tokenizer folder")
-    tokenize.add_argument("--out", required=True, help="token folder (resumed if present)")
-    tokenize.add_argument("--workers", type=int, default=1, help="processes")
+    tokenize.add_argument("--out", required=True, help="token folder (resumed if interrupted)")
+    tokenize.add_argument(
+        "--workers", type=_at_least(1), default=1, help="processes (default: %(default)s)"
+    )
+    tokenize.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a token folder made from another corpus or tokenizer",
+    )
     tokenize.set_defaults(func=_tokenize)

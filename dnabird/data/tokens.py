@@ -12,22 +12,24 @@ Columns: ``doc_id``, ``chrom``, ``pass`` (int16), ``strand``, ``start``, ``end``
 (list<list<uint16>>, or int32 when the vocabulary exceeds 65,535 ids: the token ids of each
 sentence, no special tokens) and ``sentence_bp`` (list<int32>: bp of each sentence).
 
-Writing (:func:`tokenize_corpus`): each corpus shard becomes one token shard, written under
-a temporary name by one worker and renamed when complete. A shard's bytes depend only on
-its corpus shard and the tokenizer, so any worker count gives identical shards. An
-interrupted run resumes: shards already present are kept, the rest are written, and the
-manifest comes last. Reading: :class:`TokenShards`.
+Writing (:func:`tokenize_corpus`): the output folder is claimed through
+:class:`~dnabird.outputs.OutputFolder` (lock, run record, refusal of other inputs,
+``overwrite``); each corpus shard becomes one token shard, written under a temporary name by
+one worker and renamed when complete. A shard's bytes depend only on its corpus shard and the
+tokenizer, so any worker count gives identical shards. An interrupted run resumes: shards
+already present are kept, the rest are written, and the manifest comes last. Reading:
+:class:`TokenShards`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import json
+import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +38,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dnabird.errors import ConfigError
-from dnabird.files import atomic_path, sha256_file, write_text_atomic
-from dnabird.manifest import new_manifest, read_manifest, verified_shards, write_manifest
+from dnabird.errors import ConfigError, InputError
+from dnabird.files import atomic_path, sha256_file
+from dnabird.manifest import new_manifest, read_manifest, verified_shards
 from dnabird.progress import progress
 
 STAGE = "tokenize"
 TOKENIZER_DIR = "tokenizer"
-RUN_FILE = ".tokenize-run.json"
 DOCS_PER_ROW_GROUP = 256
+log = logging.getLogger(__name__)
 #: Fixed Parquet writer settings (part of the same-bytes-for-any-worker-count guarantee).
 WRITER_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3}
 
@@ -73,16 +75,19 @@ class TokenizedDocument:
 
     ``sentence_ids``: per sentence, its token ids (``np.ndarray [T_s]``, uint16 or int32,
     no special tokens); ``sentence_bp``: ``np.ndarray [S]`` int32, bp of each sentence.
+    A document built in memory (held-out sequence to evaluate, tests) needs only
+    ``doc_id``, ``chrom`` and ``sentence_ids``; the rest then default to pass 0, ``+``,
+    0, 0 and None (not known).
     """
 
     doc_id: str
     chrom: str
-    pass_index: int
-    strand: str
-    start: int
-    end: int
-    sentence_ids: list[np.ndarray]
-    sentence_bp: np.ndarray
+    pass_index: int = 0
+    strand: str = "+"
+    start: int = 0
+    end: int = 0
+    sentence_ids: list[np.ndarray] = field(default_factory=list)
+    sentence_bp: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------- writing
@@ -151,91 +156,95 @@ def tokenize_corpus(
     out: str | os.PathLike,
     *,
     workers: int = 1,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Encode every document of a corpus folder into token shards in ``out``; return the
-    manifest. Resumes an interrupted run into the same ``out``; raises ConfigError when
-    ``out`` holds tokens of another corpus or tokenizer.
+    manifest.
+
+    ``out`` is claimed through :class:`~dnabird.outputs.OutputFolder` before any work: a
+    folder that already holds these tokens (same corpus manifest and tokenizer checksums)
+    is returned as it is, an interrupted run of the same inputs resumes (shards already
+    written are kept), and a folder of other inputs is refused (naming what differs) unless
+    ``overwrite``. The worker count does not change the output.
     """
     from dnabird.genome import Corpus
+    from dnabird.outputs import OutputFolder
     from dnabird.tokenizer import DNATokenizer
 
     if workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
+        raise ConfigError(f"workers={workers}; it must be at least 1")
     started = time.perf_counter()
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.is_dir():
+        what = "is not a folder" if corpus_dir.exists() else "corpus folder not found"
+        raise InputError(f"{corpus_dir}: {what}; give a folder made by dnabird preprocess")
     corpus = Corpus(corpus_dir)
     tokenizer = DNATokenizer.from_pretrained(tokenizer_dir)
-    out = Path(out)
     run = {
-        "corpus_manifest_sha256": sha256_file(Path(corpus_dir) / "manifest.json"),
+        "corpus_manifest_sha256": sha256_file(corpus_dir / "manifest.json"),
         "tokenizer_sha256": hashlib.sha256(tokenizer.model_proto).hexdigest(),
     }
-    finished = _prepare_output(out, run)
-    if finished is not None:
-        return finished
-    tokenizer.save_pretrained(out / TOKENIZER_DIR)
-    targets = [out / path.name for path in corpus.shards]
-    pending = [(str(s), str(t)) for s, t in zip(corpus.shards, targets, strict=True)]
-    pending = [p for p in pending if not Path(p[1]).exists()]
+    with OutputFolder(out, STAGE, run, overwrite=overwrite) as folder:
+        if folder.complete:
+            log.info("%s already holds these tokens (same corpus and tokenizer)", out)
+            return folder.manifest
+        out = folder.path
+        for leftover in out.glob(".shard-*.tmp"):  # from a killed run
+            leftover.unlink()
+        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+        targets = [out / path.name for path in corpus.shards]
+        pending = [
+            (str(source), str(target))
+            for source, target in zip(corpus.shards, targets, strict=True)
+            if not target.exists()
+        ]
+        if folder.resuming:
+            log.info(
+                "resuming: %d of %d shards already written",
+                len(targets) - len(pending),
+                len(targets),
+            )
+        _write_shards(corpus, tokenizer, pending, workers, out / TOKENIZER_DIR)
+        manifest = new_manifest(
+            STAGE,
+            {"workers": workers},
+            corpus=str(corpus_dir),
+            tokenizer=str(tokenizer_dir),
+            tokenizer_dir=TOKENIZER_DIR,
+            vocab_size=tokenizer.vocab_size,
+            id_dtype=str(id_type(tokenizer.vocab_size)),
+            **run,
+        )
+        manifest["shards"] = [_describe_shard(path) for path in targets]
+        totals = {
+            key: sum(entry[key] for entry in manifest["shards"])
+            for key in ("documents", "sentences", "tokens", "bp")
+        }
+        manifest["counts"] = totals
+        manifest["bp_per_token"] = round(totals["bp"] / max(totals["tokens"], 1), 4)
+        manifest["seconds"] = round(time.perf_counter() - started, 3)
+        folder.finish(manifest)
+        return folder.manifest
+
+
+def _write_shards(
+    corpus: Any, tokenizer: Any, pending: list[tuple[str, str]], workers: int, tokenizer_dir: Path
+) -> None:
+    """Write the ``(corpus shard, token shard)`` pairs in ``pending``, in this process or a
+    pool of ``workers`` (each loads the corpus and the tokenizer copy in ``tokenizer_dir``)."""
     done_docs = len(corpus) - sum(pq.ParquetFile(s).metadata.num_rows for s, _ in pending)
     with progress(total=len(corpus), initial=done_docs, unit="doc", desc="tokenize") as bar:
         if workers == 1 or len(pending) <= 1:
             for source, target in pending:
                 bar.update(_write_token_shard(corpus, tokenizer, Path(source), Path(target)))
-        else:
-            import multiprocessing
+            return
+        import multiprocessing
 
-            context = multiprocessing.get_context("spawn")
-            initargs = (str(corpus_dir), str(out / TOKENIZER_DIR))
-            with context.Pool(min(workers, len(pending)), _init_worker, initargs) as pool:
-                for rows in pool.imap_unordered(_run_shard, pending):
-                    bar.update(rows)
-    manifest = new_manifest(
-        STAGE,
-        {"workers": workers},
-        corpus=str(corpus_dir),
-        tokenizer=str(tokenizer_dir),
-        tokenizer_dir=TOKENIZER_DIR,
-        vocab_size=tokenizer.vocab_size,
-        id_dtype=str(id_type(tokenizer.vocab_size)),
-        **run,
-    )
-    manifest["shards"] = [_describe_shard(path) for path in targets]
-    totals = {
-        key: sum(entry[key] for entry in manifest["shards"])
-        for key in ("documents", "sentences", "tokens", "bp")
-    }
-    manifest["counts"] = totals
-    manifest["bp_per_token"] = round(totals["bp"] / max(totals["tokens"], 1), 4)
-    manifest["seconds"] = round(time.perf_counter() - started, 3)
-    write_manifest(out, manifest)
-    (out / RUN_FILE).unlink(missing_ok=True)
-    return manifest
-
-
-def _prepare_output(out: Path, run: dict[str, str]) -> dict[str, Any] | None:
-    """Check ``out`` is new, a resumable run of the same inputs, or already complete (then
-    return its manifest); remove leftover temporary files."""
-    if (out / "manifest.json").exists():
-        manifest = read_manifest(out, stage=STAGE)
-        if {k: manifest.get(k) for k in run} != run:
-            raise ConfigError(
-                f"{out}: holds tokens of another corpus or tokenizer; choose a new --out"
-            )
-        return manifest
-    run_file = out / RUN_FILE
-    if run_file.exists():
-        if json.loads(run_file.read_text(encoding="utf-8")) != run:
-            raise ConfigError(
-                f"{out}: holds an unfinished run of another corpus or tokenizer; "
-                "choose a new --out or delete it"
-            )
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: exists and is not a token folder; choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_file, json.dumps(run, sort_keys=True) + "\n")
-    for leftover in out.glob(".shard-*.tmp"):
-        leftover.unlink()
-    return None
+        context = multiprocessing.get_context("spawn")
+        initargs = (str(corpus.folder), str(tokenizer_dir))
+        with context.Pool(min(workers, len(pending)), _init_worker, initargs) as pool:
+            for rows in pool.imap_unordered(_run_shard, pending):
+                bar.update(rows)
 
 
 def _describe_shard(path: Path) -> dict[str, Any]:

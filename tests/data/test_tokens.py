@@ -1,5 +1,6 @@
 """Tests of dnabird.data.tokens: corpus -> token shards (content, determinism across
-worker counts, resume, refusal of foreign folders) and the TokenShards reader."""
+worker counts, resume, the output folder discipline: refusal of other inputs, overwrite,
+one run at a time) and the TokenShards reader."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dnabird.data.tokens import TokenShards, id_type, token_schema, tokenize_cor
 from dnabird.errors import ConfigError, InputError
 from dnabird.genome import Corpus, preprocess
 from dnabird.genome.cutting import CuttingParams
+from dnabird.outputs import LOCK_NAME, RUN_NAME
 from dnabird.tokenizer import DNATokenizer
 
 
@@ -118,7 +120,11 @@ def test_manifest_counts_and_checksums(corpus_dir, tokenizer_dir, token_dir):
     assert counts["bp"] == corpus_bp
     assert manifest["bp_per_token"] == pytest.approx(corpus_bp / counts["tokens"], abs=1e-4)
     assert manifest["id_dtype"] == "uint16"
-    assert not (token_dir / tokens.RUN_FILE).exists()
+    assert manifest["run"] == {
+        "corpus_manifest_sha256": manifest["corpus_manifest_sha256"],
+        "tokenizer_sha256": manifest["tokenizer_sha256"],
+    }
+    assert not (token_dir / RUN_NAME).exists() and not (token_dir / LOCK_NAME).exists()
 
 
 def test_token_folder_carries_its_tokenizer(tokenizer_dir, token_dir):
@@ -166,16 +172,63 @@ def test_interrupted_run_resumes(corpus_dir, tokenizer_dir, token_dir, tmp_path,
     assert (out / "manifest.json").read_bytes() == manifest_bytes
 
 
-def test_refuses_a_folder_of_other_inputs(corpus_dir, token_dir, tmp_path):
+@pytest.fixture(scope="module")
+def other_tokenizer_dir(corpus_dir, tmp_path_factory) -> Path:
     sentences = [s for doc in Corpus(corpus_dir) for s in doc.sentences]
-    other = DNATokenizer.train(sentences[:40], vocab_size=100, model_type="bpe")
-    other.save_pretrained(tmp_path / "other")
-    with pytest.raises(ConfigError, match="another corpus or tokenizer"):
-        tokenize_corpus(corpus_dir, tmp_path / "other", token_dir)
+    folder = tmp_path_factory.mktemp("other")
+    DNATokenizer.train(sentences[:40], vocab_size=100, model_type="bpe").save_pretrained(folder)
+    return folder
+
+
+def test_refuses_a_folder_of_other_inputs(corpus_dir, other_tokenizer_dir, token_dir, tmp_path):
+    before = (token_dir / "manifest.json").read_bytes()
+    with pytest.raises(ConfigError, match=r"other inputs .*tokenizer_sha256 .*--overwrite"):
+        tokenize_corpus(corpus_dir, other_tokenizer_dir, token_dir)
+    assert (token_dir / "manifest.json").read_bytes() == before
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a token folder"):
-        tokenize_corpus(corpus_dir, tmp_path / "other", tmp_path / "busy")
+    with pytest.raises(ConfigError, match="files dnabird did not write"):
+        tokenize_corpus(corpus_dir, other_tokenizer_dir, tmp_path / "busy", overwrite=True)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_interrupted_run_of_another_tokenizer_is_refused(
+    corpus_dir, tokenizer_dir, other_tokenizer_dir, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tokens, "_write_token_shard", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_corpus(corpus_dir, tokenizer_dir, out)
+    with pytest.raises(ConfigError, match="interrupted tokenize run made from other inputs"):
+        tokenize_corpus(corpus_dir, other_tokenizer_dir, out)
+
+
+def test_overwrite_replaces_tokens_of_another_tokenizer(
+    corpus_dir, tokenizer_dir, other_tokenizer_dir, token_dir, tmp_path
+):
+    import shutil
+
+    out = Path(shutil.copytree(token_dir, tmp_path / "copy"))
+    manifest = tokenize_corpus(corpus_dir, other_tokenizer_dir, out, overwrite=True)
+    other = (other_tokenizer_dir / "sentencepiece.model").read_bytes()
+    assert manifest["tokenizer_sha256"] == hashlib.sha256(other).hexdigest()
+    assert TokenShards(out).manifest == manifest
+    assert (out / "tokenizer" / "sentencepiece.model").read_bytes() == other
+    assert manifest["counts"]["tokens"] != TokenShards(token_dir).manifest["counts"]["tokens"]
+
+
+def test_a_second_run_into_the_same_folder_is_refused(corpus_dir, tokenizer_dir, tmp_path):
+    from dnabird.outputs import OutputFolder
+
+    with (
+        OutputFolder(tmp_path / "out", "tokenize", {}),  # another run holds the folder
+        pytest.raises(ConfigError, match="in use by another dnabird run"),
+    ):
+        tokenize_corpus(corpus_dir, tokenizer_dir, tmp_path / "out")
 
 
 def test_reader_detects_damage(token_dir, tmp_path):
@@ -219,3 +272,43 @@ def test_tokenize_command(corpus_dir, tokenizer_dir, token_dir, tmp_path, capsys
     assert main(["tokenize", str(tmp_path), "--tokenizer", str(tokenizer_dir), "--out", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "manifest.json" in err
+
+
+@pytest.mark.parametrize(
+    ("corpus", "tokenizer", "out", "message"),
+    [
+        ("{corpus}", "{tmp}/nosuchdir", "{tmp}/o", "nosuchdir: folder not found; give a tokenizer"),
+        ("{tmp}/none", "{tok}", "{tmp}/o", "none: corpus folder not found"),
+        ("{corpus}", "{tok}", "{tmp}/file/sub", "sub: cannot write the output folder"),
+    ],
+)
+def test_tokenize_command_names_what_is_wrong(
+    corpus_dir, tokenizer_dir, tmp_path, capsys, monkeypatch, corpus, tokenizer, out, message
+):
+    """One line naming the folder, before any work (issue 12)."""
+    monkeypatch.setattr(tokens, "_write_shards", None)  # any work would fail with a TypeError
+    (tmp_path / "file").write_text("x")
+    values = {"tmp": tmp_path, "tok": tokenizer_dir, "corpus": corpus_dir}
+    argv = [corpus, "--tokenizer", tokenizer, "--out", out]
+    assert main(["tokenize", *(a.format(**values) for a in argv)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_workers_are_checked_when_parsing(corpus_dir, tokenizer_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "tokenize",
+                str(corpus_dir),
+                "--tokenizer",
+                str(tokenizer_dir),
+                "--out",
+                str(tmp_path / "o"),
+                "--workers",
+                "0",
+            ]
+        )
+    assert exit_.value.code == 2
+    assert "argument --workers: must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
