@@ -100,7 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-length",
         type=int,
         default=1_000_000,
-        help="skip non-primary records shorter than this unless listed (default 1000000)",
+        help="skip non-primary records shorter than this unless listed; 0 keeps every record "
+        "(default 1000000)",
     )
     pre.add_argument("--both-strands", action="store_true", help="also write reverse complements")
     pre.add_argument("--keep-case", action="store_true", help="keep soft-masking (lowercase)")
@@ -118,7 +119,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="drop sentences with a larger N fraction (default 0.1)",
     )
     pre.add_argument(
-        "--max-shard-bp", type=int, default=100_000_000, help="bp per shard at most (default 1e8)"
+        "--max-shard-bp",
+        type=int,
+        default=100_000_000,
+        help="bp per shard at most; short records are grouped up to it",
     )
     pre.add_argument(
         "--assembly", help="expected assembly (e.g. grch37): warn if chromosome lengths differ"
@@ -137,8 +141,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument("--out", required=True, help="folder to download into")
     fetch.add_argument("--source", help="manifest source (ucsc, ensembl); default: the manifest's")
     fetch.add_argument("--url", help="replace the source URL (https://, file:// or a local path)")
-    fetch.add_argument("--sha256", help="expected sha256 of the file")
-    fetch.add_argument("--md5", help="expected md5 of the file")
+    checksum = fetch.add_mutually_exclusive_group()
+    checksum.add_argument("--sha256", help="expected sha256 of the file (64 hex digits)")
+    checksum.add_argument("--md5", help="expected md5 of the file (32 hex digits)")
     fetch.add_argument(
         "--no-verify", action="store_true", help="accept the file without a checksum"
     )

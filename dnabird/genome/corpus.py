@@ -18,7 +18,7 @@ byte-identical files. :class:`Corpus` reads a folder back and checks it against 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dnabird.errors import ConfigError
 from dnabird.files import atomic_path, sha256_file
 from dnabird.genome.cutting import Cut
+from dnabird.genome.fasta import reverse_complement
 from dnabird.manifest import read_manifest, verified_shards
 
 STAGE = "preprocess"
+#: Most sequence bp one table (a work unit's documents) can hold: Arrow's int32 offsets.
+MAX_TABLE_BP = 2**31 - 1
 SHARD_PATTERN = "shard-{:05d}.parquet"
 
 #: Where a document comes from; token shards (:mod:`dnabird.data.tokens`) keep these columns.
@@ -55,8 +59,6 @@ WRITER_OPTIONS: dict[str, Any] = {
     "data_page_size": 1 << 20,
 }
 
-_COMPLEMENT = bytes.maketrans(b"ACGTNacgtn", b"TGCANtgcan")
-
 
 @dataclass(frozen=True)
 class Document:
@@ -77,54 +79,60 @@ class Document:
         return "".join(self.sentences)
 
 
-def reverse_complement(sequence: bytes) -> bytes:
-    """Reverse complement of ``ACGTN`` bytes in either case (case kept)."""
-    return sequence.translate(_COMPLEMENT)[::-1]
-
-
-def unit_table(
-    sequence: bytes, cut: Cut, chrom: str, pass_index: int, both_strands: bool = False
+def documents_table(
+    parts: Iterable[tuple[bytes, Cut, str, int]], both_strands: bool = False
 ) -> pa.Table:
-    """Documents of one (chromosome, pass) unit as a table in :data:`SCHEMA`.
+    """Documents of one or more (chromosome, pass) cuts as one table in :data:`SCHEMA`.
 
-    ``sequence``: the normalised chromosome (bytes [L]); ``cut``: its sentences/documents.
-    Rows are in forward order; with ``both_strands`` each forward document is followed by
-    its reverse complement (sentences reversed and each reverse-complemented).
+    Each part is (``sequence``: the normalised chromosome, bytes [L]; its ``cut``; the
+    chromosome name; the pass index). Rows follow the parts, then forward document order;
+    with ``both_strands`` each forward document is followed by its reverse complement
+    (sentences reversed and each reverse-complemented).
     """
-    doc_starts, doc_ends = cut.doc_starts.tolist(), cut.doc_ends.tolist()
-    offsets = cut.doc_offsets.tolist()
-    lengths = cut.sentence_ends - cut.sentence_starts
     strands = ("+", "-") if both_strands else ("+",)
-    ids, starts, ends, strand_col, pieces, sentence_lengths, counts = [], [], [], [], [], [], []
-    view = memoryview(sequence)  # forward documents are joined without intermediate copies
-    for d, (start, end) in enumerate(zip(doc_starts, doc_ends, strict=True)):
-        forward = view[start:end]
-        doc_lengths = lengths[offsets[d] : offsets[d + 1]]
-        for strand in strands:
-            ids.append(f"{chrom}:p{pass_index}:{strand}:{d:06d}")
-            starts.append(start)
-            ends.append(end)
-            strand_col.append(strand)
-            if strand == "+":
-                pieces.append(forward)
-                sentence_lengths.append(doc_lengths)
-            else:
-                pieces.append(reverse_complement(bytes(forward)))
-                sentence_lengths.append(doc_lengths[::-1])
-            counts.append(len(doc_lengths))
+    ids, chroms, passes, starts, ends, strand_col = [], [], [], [], [], []
+    pieces, sentence_lengths, counts = [], [], []
+    for sequence, cut, chrom, pass_index in parts:
+        doc_starts, doc_ends = cut.doc_starts.tolist(), cut.doc_ends.tolist()
+        offsets = cut.doc_offsets.tolist()
+        lengths = cut.sentence_ends - cut.sentence_starts
+        view = memoryview(sequence)  # forward documents are joined without intermediate copies
+        for d, (start, end) in enumerate(zip(doc_starts, doc_ends, strict=True)):
+            forward = view[start:end]
+            doc_lengths = lengths[offsets[d] : offsets[d + 1]]
+            for strand in strands:
+                ids.append(f"{chrom}:p{pass_index}:{strand}:{d:06d}")
+                starts.append(start)
+                ends.append(end)
+                strand_col.append(strand)
+                if strand == "+":
+                    pieces.append(forward)
+                    sentence_lengths.append(doc_lengths)
+                else:
+                    pieces.append(reverse_complement(bytes(forward)))
+                    sentence_lengths.append(doc_lengths[::-1])
+                counts.append(len(doc_lengths))
+        added = len(ids) - len(chroms)
+        chroms.extend([chrom] * added)
+        passes.extend([pass_index] * added)
     all_lengths = np.concatenate(sentence_lengths) if sentence_lengths else np.zeros(0, np.int64)
-    value_offsets = np.concatenate(([0], np.cumsum(all_lengths))).astype(np.int32)
+    value_offsets = np.concatenate(([0], np.cumsum(all_lengths)))
+    if value_offsets[-1] > MAX_TABLE_BP:  # Arrow strings address their bytes with int32
+        raise ConfigError(
+            f"{value_offsets[-1]:,} bp of documents in one work unit; at most {MAX_TABLE_BP:,} "
+            "fit one table (lower --max-shard-bp, or cut fewer strands of so long a record)"
+        )
+    value_offsets = value_offsets.astype(np.int32)
     list_offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
     strings = pa.StringArray.from_buffers(
         len(all_lengths), pa.py_buffer(value_offsets), pa.py_buffer(b"".join(pieces))
     )
     sentences = pa.ListArray.from_arrays(pa.array(list_offsets, pa.int32()), strings)
-    rows = len(ids)
     return pa.Table.from_arrays(
         [
             pa.array(ids, pa.string()),
-            pa.array([chrom] * rows, pa.string()),
-            pa.array([pass_index] * rows, pa.int16()),
+            pa.array(chroms, pa.string()),
+            pa.array(passes, pa.int16()),
             pa.array(strand_col, pa.string()),
             pa.array(starts, pa.int64()),
             pa.array(ends, pa.int64()),

@@ -1,33 +1,35 @@
 """Reading and validating FASTA: plain, gzip or bgzip, any line width, many records.
 
-The data's path: ``scan_fasta`` streams the whole file once (validation, record names and
-lengths, ambiguity-code counts) before anything is written; ``prepare_source`` then makes
-sure pyfaidx can read it at random (an index beside the FASTA, in a cache folder when that
-folder is read-only, a decompressed copy of plain gzip, a normalised copy when lines are
-ragged); workers call ``read_record`` to load one chromosome and
-``normalise`` to map it to the output alphabet.
+Two readers share one validation (:class:`_Scanner`) and so give the same one-line errors:
+
+- :func:`scan_fasta` streams a whole file once and describes it (record names, lengths,
+  ambiguity-code counts, line layout, bgzip blocks) without keeping any sequence: the first
+  step of ``preprocess`` and of indexing (:mod:`dnabird.genome.index`).
+- :func:`iter_fasta` / :func:`read_fasta` return the sequences of small inputs (query
+  sequences, held-out regions): one record in memory at a time, or all of them as a dict.
 
 Accepted sequence characters: ``ACGTN`` in either case and the IUPAC ambiguity codes
 ``RYKMSWBDHV`` (either case), which become N (counted). Anything else, an empty file, a
 record without sequence, duplicate record names, a truncated or corrupt gzip stream and
 bytes that are not FASTA raise :class:`~dnabird.errors.InputError` naming the file, the
-record and the line.
+record and the line. :func:`normalise` maps raw bytes to the output alphabet and
+:func:`reverse_complement` turns ``ACGTNacgtn`` around.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dnabird.errors import InputError
-from dnabird.files import atomic_path, require_file, write_bytes_atomic, write_text_atomic
+from dnabird.files import require_file
 
 _CHUNK_BYTES = 8 << 20
 _BASES = b"ACGTNacgtn"
@@ -37,6 +39,7 @@ _ALLOWED = _BASES + _IUPAC + b"\r\n"
 _NOT_ALLOWED = bytes(sorted(set(_ALL_BYTES) - set(_ALLOWED)))
 _NOT_IUPAC = bytes(sorted(set(_ALL_BYTES) - set(_IUPAC)))
 _BAD_CHAR = re.compile(b"[" + re.escape(_NOT_ALLOWED) + b"]")
+_COMPLEMENT = bytes.maketrans(b"ACGTNacgtn", b"TGCANtgcan")
 
 #: Map to uppercase ``ACGTN``: lowercase bases upper, every ambiguity code to ``N``.
 UPPER_TABLE = bytes.maketrans(_BASES + _IUPAC, b"ACGTNACGTN" + b"N" * len(_IUPAC))
@@ -84,18 +87,18 @@ class FastaScan:
         return "".join(r.fai_line() for r in self.records)
 
     def gzi_bytes(self) -> bytes:
-        """The htslib ``.gzi`` index of a bgzip file (little-endian uint64 count + pairs)."""
-        pairs = [value for block in self.bgzf_blocks for value in block]
-        return struct.pack(f"<Q{len(pairs)}Q", len(self.bgzf_blocks), *pairs)
+        """The ``.gzi`` index of a bgzip file exactly as htslib writes it when it indexes an
+        existing file (``samtools faidx``, ``bgzip -r``): a little-endian uint64 count, then
+        (compressed, decompressed) uint64 offset pairs of every block but the first, the
+        empty end-of-file block included. (pyfaidx and ``bgzip -i`` leave that last entry
+        out; :func:`dnabird.genome.index.prepare_source` accepts both forms.)"""
+        return gzi_bytes(self.bgzf_blocks)
 
 
-@dataclass(frozen=True)
-class FastaSource:
-    """A FASTA pyfaidx can read at random, with its index paths (picklable, for workers)."""
-
-    fasta: str
-    fai: str
-    gzi: str | None = None
+def gzi_bytes(blocks: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> bytes:
+    """Serialise (compressed, decompressed) block offsets in htslib's ``.gzi`` format."""
+    pairs = [value for block in blocks for value in block]
+    return struct.pack(f"<Q{len(pairs)}Q", len(blocks), *pairs)
 
 
 def detect_compression(path: Path) -> str:
@@ -109,7 +112,9 @@ def detect_compression(path: Path) -> str:
     return "gzip"
 
 
-def _read_chunks(path: Path, compression: str, blocks: list[tuple[int, int]] | None = None):
+def decompressed_chunks(
+    path: Path, compression: str, blocks: list[tuple[int, int]] | None = None
+) -> Iterator[bytes]:
     """Yield the decompressed bytes of ``path`` in chunks.
 
     gzip members (one, or the many blocks of bgzip) are decompressed with zlib directly;
@@ -148,11 +153,51 @@ def _read_chunks(path: Path, compression: str, blocks: list[tuple[int, int]] | N
             raise InputError(f"{path}: truncated gzip stream (file ends early); download it again")
 
 
-class _Scanner:
-    """Incremental FASTA validation over complete lines; see :func:`scan_fasta`."""
+def _line_blocks(
+    path: Path, compression: str, blocks: list[tuple[int, int]] | None = None
+) -> Iterator[bytes]:
+    """The decompressed file as blocks of whole lines (a missing final newline is added).
 
-    def __init__(self, path: Path) -> None:
+    Fails fast (InputError) when the first non-blank byte is not ``>`` (binary files, other
+    formats). A line longer than a chunk is joined once, not re-copied per chunk.
+    """
+    pending: list[bytes] = []  # the start of a line that continues in the next chunk
+    checked = False
+    for chunk in decompressed_chunks(path, compression, blocks):
+        if not checked and chunk.strip():
+            _require_header_first(path, b"".join(pending) + chunk)
+            checked = True
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:
+            pending.append(chunk)
+            continue
+        yield b"".join([*pending, chunk[:cut]]) if pending else chunk[:cut]
+        pending = [chunk[cut:]] if cut < len(chunk) else []
+    if pending:
+        yield b"".join(pending) + b"\n"
+
+
+def _require_header_first(path: Path, head: bytes) -> None:
+    """Fail fast on a file whose first non-blank byte is not '>' (binary or other formats)."""
+    first = head.lstrip()[:1]
+    if first and first != b">":
+        raise InputError(
+            f"{path}: not a FASTA file (first character {first!r}, expected '>' header)"
+        )
+
+
+class _Scanner:
+    """Incremental FASTA validation over complete lines; see :func:`scan_fasta`.
+
+    With ``collect`` the sequence of each record is kept until the record ends and then
+    offered in :attr:`ready` as (name, raw bytes without line ends).
+    """
+
+    def __init__(self, path: Path, collect: bool = False) -> None:
         self.path = path
+        self.collect = collect
+        self.ready: list[tuple[str, bytes]] = []
+        self.parts: list[bytes] = []
         self.records: list[RecordInfo] = []
         self.names: set[str] = set()
         self.line = 0  # number of lines already consumed
@@ -215,6 +260,8 @@ class _Scanner:
         self.line += newlines
         self.length += len(text) - newlines - text.count(b"\r")
         self.ambiguous += len(text.translate(None, _NOT_IUPAC))
+        if self.collect:
+            self.parts.append(text)
         if self.regular:
             self._check_widths(text)
 
@@ -252,6 +299,9 @@ class _Scanner:
         self.records.append(
             RecordInfo(self.name, self.length, self.ambiguous, self.offset, bases, width + 1)
         )
+        if self.collect:
+            self.ready.append((self.name, b"".join(self.parts).translate(None, b"\r\n")))
+            self.parts = []
 
     def finish(self) -> tuple[RecordInfo, ...]:
         self._close_record()
@@ -268,138 +318,43 @@ def scan_fasta(path: str | os.PathLike) -> FastaScan:
     compression = detect_compression(path)
     scanner = _Scanner(path)
     blocks: list[tuple[int, int]] = []
-    carry = b""
-    for chunk in _read_chunks(path, compression, blocks if compression == "bgzip" else None):
-        if not scanner.records and scanner.name is None and chunk.strip():
-            _require_header_first(path, carry + chunk)
-        data = carry + chunk
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            scanner.feed(data[:cut])
-        carry = data[cut:]
-    if carry:
-        scanner.feed(carry + b"\n")
+    for block in _line_blocks(path, compression, blocks if compression == "bgzip" else None):
+        scanner.feed(block)
     return FastaScan(path, compression, scanner.finish(), scanner.regular, tuple(blocks))
 
 
-def _require_header_first(path: Path, head: bytes) -> None:
-    """Fail fast on a file whose first non-blank byte is not '>' (binary or other formats)."""
-    first = head.lstrip()[:1]
-    if first and first != b">":
-        raise InputError(
-            f"{path}: not a FASTA file (first character {first!r}, expected '>' header)"
-        )
+def iter_raw_records(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
+    """(name, sequence bytes as in the file, line ends removed) of each record, validated
+    like :func:`scan_fasta` and streamed: memory holds one record (plus one read chunk).
+    An error in a later record is raised after the earlier records were yielded."""
+    path = require_file(path, "FASTA file")
+    scanner = _Scanner(path, collect=True)
+    for block in _line_blocks(path, detect_compression(path)):
+        scanner.feed(block)
+        yield from scanner.ready
+        scanner.ready.clear()
+    scanner.finish()
+    yield from scanner.ready
 
 
-def prepare_source(scan: FastaScan, cache_dir: str | os.PathLike) -> FastaSource:
-    """Return a pyfaidx-readable source for the scanned FASTA, writing what is missing.
+def iter_fasta(path: str | os.PathLike, keep_case: bool = False) -> Iterator[tuple[str, str]]:
+    """(name, sequence) of each record of a FASTA file (plain, gzip or bgzip), one at a time.
 
-    Plain and bgzip files with regular lines are read in place; plain gzip cannot be read at
-    random, so it is decompressed once into ``cache_dir``; ragged line widths are rewritten
-    there as a normalised plain copy (60 bp lines). The ``.fai`` (and ``.gzi``) come from the
-    scan (samtools formats, which pyfaidx reads); an existing matching index beside the
-    FASTA is used as is. New indexes go beside the FASTA when its folder is writable, else
-    into ``cache_dir``.
+    Sequences are uppercase ``ACGTN`` with every IUPAC ambiguity code written as ``N``
+    (:func:`normalise`); ``keep_case`` keeps soft-masking (lowercase ``acgtn``). Validation
+    and messages are those of ``preprocess`` (file, record, line, character). Memory is
+    bounded by the largest record; for genome-scale random access use
+    :class:`dnabird.genome.regions.Genome`.
     """
-    cache_dir = Path(cache_dir)
-    if not scan.regular_lines:
-        return _indexed_by_pyfaidx(_normalised_copy(scan, cache_dir), scan)
-    fasta, gzi = scan.path, scan.compression == "bgzip"
-    if scan.compression == "gzip":
-        fasta = _decompressed_copy(scan, cache_dir)
-    beside = FastaSource(str(fasta), f"{fasta}.fai", f"{fasta}.gzi" if gzi else None)
-    if _index_matches(beside, scan):
-        return beside
-    if os.access(fasta.parent, os.W_OK):
-        source = beside
-    else:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        stem = cache_dir / fasta.name
-        source = FastaSource(str(fasta), f"{stem}.fai", f"{stem}.gzi" if gzi else None)
-    if source.gzi:
-        write_bytes_atomic(source.gzi, scan.gzi_bytes())
-    write_text_atomic(source.fai, scan.fai_text())
-    return source
+    for name, raw in iter_raw_records(path):
+        yield name, normalise(raw, keep_case).decode("ascii")
 
 
-def _index_matches(source: FastaSource, scan: FastaScan) -> bool:
-    """Whether the ``.fai`` (and ``.gzi``) exist, are not older than the FASTA and hold
-    exactly what the scan computed."""
-    paths = [Path(source.fai)] + ([Path(source.gzi)] if source.gzi else [])
-    if not all(p.is_file() for p in paths):
-        return False
-    fasta_mtime = Path(source.fasta).stat().st_mtime
-    if any(p.stat().st_mtime < fasta_mtime for p in paths):
-        return False
-    if source.gzi and Path(source.gzi).read_bytes() != scan.gzi_bytes():
-        return False
-    return Path(source.fai).read_bytes() == scan.fai_text().encode()
-
-
-def _decompressed_copy(scan: FastaScan, cache_dir: Path) -> Path:
-    """Decompress a plain-gzip FASTA byte for byte into ``cache_dir`` (reused if current)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / scan.path.name.removesuffix(".gz")
-    if target.is_file() and target.stat().st_mtime >= scan.path.stat().st_mtime:
-        return target
-    with atomic_path(target) as tmp, open(tmp, "wb") as out:
-        for chunk in _read_chunks(scan.path, scan.compression):
-            out.write(chunk)
-    return target
-
-
-def _normalised_copy(scan: FastaScan, cache_dir: Path) -> Path:
-    """Write a ragged FASTA as plain text with 60 bp lines into ``cache_dir``."""
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    name = scan.path.name.removesuffix(".gz").removesuffix(".bgz")
-    target = cache_dir / f"{name}.normalised.fa"
-    if target.is_file() and target.stat().st_mtime >= scan.path.stat().st_mtime:
-        return target
-    opener = open if scan.compression == "plain" else gzip.open
-    with (
-        opener(scan.path, "rt", encoding="ascii") as text,  # streamed: one record in memory
-        atomic_path(target) as tmp,
-        open(tmp, "w") as out,
-    ):
-        for title, seq in SimpleFastaParser(text):
-            out.write(f">{title}\n")
-            for i in range(0, len(seq), 60):
-                out.write(seq[i : i + 60])
-                out.write("\n")
-    return target
-
-
-def _indexed_by_pyfaidx(fasta: Path, scan: FastaScan) -> FastaSource:
-    """Index a normalised copy with pyfaidx itself and check it against the scan."""
-    import pyfaidx
-
-    source = FastaSource(str(fasta), f"{fasta}.fai")
-    if not _lengths_match(source, scan):
-        Path(source.fai).unlink(missing_ok=True)
-        pyfaidx.Fasta(source.fasta, indexname=source.fai).close()
-    if not _lengths_match(source, scan):
-        raise InputError(f"{scan.path}: the FASTA index built by pyfaidx disagrees with the file")
-    return source
-
-
-def _lengths_match(source: FastaSource, scan: FastaScan) -> bool:
-    fai = Path(source.fai)
-    if not fai.is_file():
-        return False
-    rows = [line.split("\t") for line in fai.read_text().splitlines() if line]
-    return [(row[0], int(row[1])) for row in rows] == [(r.name, r.length) for r in scan.records]
-
-
-def read_record(source: FastaSource, name: str) -> bytes:
-    """The whole sequence of record ``name`` as raw bytes (case and codes as in the file)."""
-    import pyfaidx
-
-    with pyfaidx.Fasta(
-        source.fasta, indexname=source.fai, gzi_indexname=source.gzi, as_raw=True, rebuild=False
-    ) as fasta:
-        return fasta[name][:].encode("ascii")
+def read_fasta(path: str | os.PathLike, keep_case: bool = False) -> dict[str, str]:
+    """All records of a small FASTA file as ``{name: sequence}`` in file order, validated
+    and normalised like :func:`iter_fasta` (uppercase ``ACGTN`` unless ``keep_case``).
+    Nothing is returned unless the whole file is valid."""
+    return dict(iter_fasta(path, keep_case))
 
 
 def normalise(sequence: bytes, keep_case: bool = False) -> bytes:
@@ -408,21 +363,6 @@ def normalise(sequence: bytes, keep_case: bool = False) -> bytes:
     return sequence.translate(KEEP_CASE_TABLE if keep_case else UPPER_TABLE)
 
 
-def read_fasta(path: str | os.PathLike) -> dict[str, str]:
-    """All records of a FASTA file (plain, gzip or bgzip) as {name: sequence}, read whole
-    with biopython: for small inputs (held-out regions, query sequences). Characters are
-    kept as they are; genome-scale input goes through :func:`scan_fasta` instead."""
-    from Bio import SeqIO
-
-    path = require_file(path, "FASTA file")
-    with open(path, "rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    try:
-        with opener(path, "rt") as handle:
-            records = {r.id: str(r.seq) for r in SeqIO.parse(handle, "fasta")}
-    except (OSError, ValueError, EOFError) as err:
-        raise InputError(f"{path}: not a readable FASTA file ({err})") from None
-    if not records:
-        raise InputError(f"{path}: no FASTA records")
-    return records
+def reverse_complement(sequence: bytes) -> bytes:
+    """Reverse complement of ``ACGTN`` bytes in either case (case kept)."""
+    return sequence.translate(_COMPLEMENT)[::-1]

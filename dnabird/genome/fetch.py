@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from dnabird.errors import ConfigError, DownloadError
+from dnabird.errors import ConfigError, DownloadError, InputError
 from dnabird.files import write_text_atomic
 from dnabird.genome.assemblies import load_assembly
 from dnabird.progress import progress
@@ -129,6 +130,15 @@ def expected_checksum(
     return None
 
 
+def _fetched_record(path: Path) -> dict[str, Any]:
+    """The record a finished download left beside its file, or {} (absent or unreadable)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def fetch_genome(
     assembly: str,
     out: str | os.PathLike,
@@ -144,6 +154,9 @@ def fetch_genome(
     (a local path or ``file://`` URL works offline). Without a known checksum the download
     is refused unless ``verify=False``. A file already fetched and verified is kept.
     """
+    for option, value, digits in (("--sha256", sha256, 64), ("--md5", md5, 32)):
+        if value is not None and not re.fullmatch(f"[0-9a-fA-F]{{{digits}}}", value):
+            raise ConfigError(f"{option}: expected {digits} hexadecimal digits, got {value!r}")
     manifest = load_assembly(assembly)
     name = source or manifest["default_source"]
     if name not in manifest["sources"]:
@@ -154,12 +167,18 @@ def fetch_genome(
     link = url or entry["url"]
     filename = _local_path(link).name if _local_path(link) else Path(urlparse(link).path).name
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(
+            f"{out}: cannot create the download folder ({err.strerror or err}); "
+            "choose another --out"
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: cannot write the download folder (no write permission)")
     target, part, record_path = out / filename, out / f"{filename}.part", out / f"{filename}.json"
-    if target.is_file() and record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("bytes") == target.stat().st_size:
-            return target
+    if target.is_file() and _fetched_record(record_path).get("bytes") == target.stat().st_size:
+        return target
     expected = expected_checksum(entry, url is not None, filename, sha256, md5) if verify else None
     if verify and expected is None:
         raise DownloadError(

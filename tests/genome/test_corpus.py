@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from Bio.Seq import Seq
 
-from dnabird.errors import InputError
-from dnabird.genome.corpus import Corpus, reverse_complement, split_by_bp, unit_table, write_shard
+from dnabird.errors import ConfigError, InputError
+from dnabird.genome.corpus import Corpus, documents_table, split_by_bp, write_shard
 from dnabird.genome.cutting import CuttingParams, cut_chromosome, n_runs
+from dnabird.genome.fasta import reverse_complement
 from dnabird.manifest import new_manifest, write_manifest
 
 SEQUENCE = b"ACGTTGCAAC" * 3 + b"NNNNNNNN" + b"acgtACGTnnGGCCAATTGG"
@@ -22,9 +23,9 @@ def _cut():
     return cut_chromosome(len(SEQUENCE), *n_runs(SEQUENCE), params, np.random.default_rng(0))
 
 
-def test_unit_table_rows_match_the_cut_on_both_strands():
+def test_table_rows_match_the_cut_on_both_strands():
     cut = _cut()
-    table = unit_table(SEQUENCE, cut, "chrT", 3, both_strands=True)
+    table = documents_table([(SEQUENCE, cut, "chrT", 3)], both_strands=True)
     rows = table.to_pylist()
     assert cut.num_documents >= 3
     assert len(rows) == 2 * cut.num_documents
@@ -43,13 +44,36 @@ def test_unit_table_rows_match_the_cut_on_both_strands():
         assert reverse["sentences"] == [str(Seq(s).reverse_complement()) for s in expected[::-1]]
 
 
+def test_a_table_of_several_cuts_is_their_tables_one_after_another():
+    other = b"TTGACCA" * 9
+    params = CuttingParams(min_sentence=4, max_sentence=7, min_doc=2, max_doc=3, max_n_run=5)
+    other_cut = cut_chromosome(len(other), *n_runs(other), params, np.random.default_rng(1))
+    parts = [
+        (SEQUENCE, _cut(), "chrT", 0),
+        (other, other_cut, "chrU", 2),
+        (SEQUENCE, _cut(), "chrT", 1),
+    ]
+    joined = documents_table(parts, both_strands=True)
+    separate = [documents_table([part], both_strands=True) for part in parts]
+    assert joined.to_pylist() == [row for table in separate for row in table.to_pylist()]
+    assert {r["chrom"] for r in joined.to_pylist()} == {"chrT", "chrU"}
+
+
+def test_a_table_too_large_for_arrow_is_refused(monkeypatch):
+    from dnabird.genome import corpus
+
+    monkeypatch.setattr(corpus, "MAX_TABLE_BP", 20)  # instead of wrapping int32 offsets
+    with pytest.raises(ConfigError, match="fit one table"):
+        documents_table([(SEQUENCE, _cut(), "chrT", 0)])
+
+
 def test_reverse_complement_keeps_case():
     assert reverse_complement(b"AACGTn") == b"nACGTT"
     assert reverse_complement(b"acgN") == b"Ncgt"
 
 
 def test_split_by_bp_bounds_each_piece():
-    table = unit_table(SEQUENCE, _cut(), "chrT", 0)
+    table = documents_table([(SEQUENCE, _cut(), "chrT", 0)])
     for limit in (1, 10, 15, 30, 10_000):
         pieces = split_by_bp(table, limit)
         assert sum(p.num_rows for p in pieces) == table.num_rows
@@ -59,7 +83,7 @@ def test_split_by_bp_bounds_each_piece():
 
 
 def test_write_shard_is_byte_reproducible(tmp_path):
-    table = unit_table(SEQUENCE, _cut(), "chrT", 0, both_strands=True)
+    table = documents_table([(SEQUENCE, _cut(), "chrT", 0)], both_strands=True)
     first = write_shard(table, tmp_path / "a.parquet")
     second = write_shard(table, tmp_path / "b.parquet")
     assert first == second and first["rows"] == table.num_rows
@@ -69,7 +93,7 @@ def test_write_shard_is_byte_reproducible(tmp_path):
 
 
 def _corpus_folder(tmp_path):
-    table = unit_table(SEQUENCE, _cut(), "chrT", 0)
+    table = documents_table([(SEQUENCE, _cut(), "chrT", 0)])
     info = write_shard(table, tmp_path / "shard-00000.parquet")
     shards = [{"file": "shard-00000.parquet", **info}]
     write_manifest(tmp_path, new_manifest("preprocess", {}, shards=shards))

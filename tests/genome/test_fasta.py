@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from Bio import bgzf
 
+from dnabird.cli import main
 from dnabird.errors import InputError
 from dnabird.genome import fasta as fasta_module
-from dnabird.genome.fasta import normalise, prepare_source, read_record, scan_fasta
+from dnabird.genome.fasta import iter_fasta, normalise, read_fasta, reverse_complement, scan_fasta
 
 from .conftest import read_plain_fasta
 
@@ -29,7 +30,7 @@ def _bgzip(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("compress", [None, _gzip, _bgzip])
-def test_scan_and_read_agree_with_a_plain_parse(data_file, compress, tmp_path):
+def test_scan_agrees_with_a_plain_parse(data_file, compress):
     plain = data_file("tiny.fa")
     expected = read_plain_fasta(plain)
     path = compress(plain) if compress else plain
@@ -38,42 +39,6 @@ def test_scan_and_read_agree_with_a_plain_parse(data_file, compress, tmp_path):
     assert scan.lengths == {n: len(s) for n, s in expected.items()}
     assert scan.records[0].ambiguous == 2  # one 'R' and one 'y' in chr1
     assert scan.regular_lines
-    source = prepare_source(scan, tmp_path / "cache")
-    for name, sequence in expected.items():
-        assert read_record(source, name).decode() == sequence
-
-
-@pytest.mark.parametrize("compress", [None, _gzip])
-def test_ragged_lines_are_read_through_a_normalised_copy(data_file, tmp_path, compress):
-    plain = data_file("ragged.fa")
-    path = compress(plain) if compress else plain
-    scan = scan_fasta(path)
-    assert not scan.regular_lines
-    source = prepare_source(scan, tmp_path / "cache")
-    assert Path(source.fasta).parent == tmp_path / "cache"
-    for name, sequence in read_plain_fasta(plain).items():
-        assert read_record(source, name).decode() == sequence
-
-
-def test_read_only_folder_puts_the_index_in_the_cache(data_file, tmp_path, monkeypatch):
-    path = _bgzip(data_file("tiny.fa"))
-    real_access = fasta_module.os.access
-
-    def access(folder, mode):  # the FASTA's folder reads as not writable (even for root)
-        return False if Path(folder) == path.parent else real_access(folder, mode)
-
-    monkeypatch.setattr(fasta_module.os, "access", access)
-    source = prepare_source(scan_fasta(path), tmp_path / "cache")
-    assert Path(source.fai).parent == tmp_path / "cache" and source.gzi
-    assert not Path(f"{path}.fai").exists()
-    assert read_record(source, "chr2").decode() == read_plain_fasta(data_file("tiny.fa"))["chr2"]
-
-
-def test_stale_index_beside_the_fasta_is_replaced(data_file, tmp_path):
-    path = data_file("tiny.fa")
-    Path(f"{path}.fai").write_text("chr1\t5\t6\t10\t11\n")  # wrong length
-    source = prepare_source(scan_fasta(path), tmp_path / "cache")
-    assert read_record(source, "chr1").decode() == read_plain_fasta(path)["chr1"]
 
 
 def test_normalise_uppercases_and_maps_ambiguity_codes():
@@ -137,3 +102,72 @@ def test_line_width_rules(tmp_path):
         path = tmp_path / f"case{i}.fa"
         path.write_bytes(text.encode())
         assert scan_fasta(path).regular_lines is regular, text
+
+
+def _upper(sequence: str) -> str:
+    """Independent normalisation: IUPAC codes -> N, uppercase."""
+    return "".join("N" if c in "RYKMSWBDHVrykmswbdhv" else c.upper() for c in sequence)
+
+
+@pytest.mark.parametrize("compress", [None, _gzip, _bgzip])
+def test_read_fasta_returns_every_record_normalised(data_file, compress):
+    plain = data_file("ragged.fa")  # any line width is fine for whole-record reading
+    expected = read_plain_fasta(plain)
+    path = compress(plain) if compress else plain
+    records = read_fasta(path)
+    assert list(records) == list(expected)
+    assert records == {name: _upper(seq) for name, seq in expected.items()}
+    kept = read_fasta(path, keep_case=True)
+    assert any(c.islower() for c in "".join(kept.values()))
+    assert {n: s.upper() for n, s in kept.items()} == records
+
+
+def _read_error(path: Path, reader=read_fasta) -> str:
+    with pytest.raises(InputError) as info:
+        reader(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_read_fasta_names_file_record_and_line_like_preprocess(data_file, tmp_path):
+    """Before: biopython accepted 'X' (and evaluate-mlm later said "sequence has 'X' at
+    position 0"), and non-FASTA input gave a many-line biopython message."""
+    assert "record 'chr2', line 6: invalid sequence character b'X'" in _read_error(
+        data_file("bad_char.fa")
+    )
+    far = tmp_path / "far.fa.gz"  # the bad character deep in a compressed record
+    lines = [">chr1"] + ["ACGT" * 15] * 3000 + [">chr7"] + ["ACGT" * 15] * 1666 + ["ACGTX"]
+    far.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    assert "record 'chr7', line 4669: invalid sequence character b'X'" in _read_error(far)
+    assert "not a FASTA file" in _read_error(data_file("not_fasta.txt"))
+    binary = tmp_path / "image.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40)
+    assert "not a FASTA file" in _read_error(binary)
+    assert "empty FASTA file" in _read_error(data_file("empty.fa"))
+    assert "duplicate record name 'chr2'" in _read_error(data_file("duplicate.fa"))
+    assert "FASTA file not found" in _read_error(tmp_path / "missing.fa")
+
+
+def test_iter_fasta_streams_one_record_at_a_time(tmp_path, monkeypatch):
+    path = tmp_path / "two.fa"
+    long_line = "ACGT" * 50  # one line spanning many read chunks
+    path.write_text(f">one\n{long_line}\n>two\n{long_line}Q\n")
+    monkeypatch.setattr(fasta_module, "_CHUNK_BYTES", 7)
+    records = iter_fasta(path)
+    assert next(records) == ("one", long_line)  # yielded before the bad record is read
+    with pytest.raises(InputError, match="record 'two', line 4"):
+        next(records)
+
+
+def test_reverse_complement_keeps_case():
+    assert reverse_complement(b"AACGTn") == b"nACGTT"
+    assert reverse_complement(b"acgN") == b"Ncgt"
+
+
+def test_cli_commands_reading_fasta_report_one_line(data_file, capsys):
+    """The reader's errors reach the CLI as one line with exit status 2."""
+    code = main(["--no-progress", "preprocess", str(data_file("bad_char.fa")), "--out", "x"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "record 'chr2', line 6" in err

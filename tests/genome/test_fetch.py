@@ -77,6 +77,47 @@ def test_cli_fetch_errors_exit_2(remote, tmp_path, capsys):
     assert code == 2 and "unknown assembly" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--sha256", "abc"], "--sha256: expected 64 hexadecimal digits, got 'abc'"),
+        (["--md5", "z" * 32], "--md5: expected 32 hexadecimal digits"),
+        (["--sha256", "1" * 64, "--md5", "1" * 32], "not allowed with argument"),
+    ],
+)
+def test_cli_checksum_options_are_checked_before_downloading(
+    remote, tmp_path, capsys, args, expected
+):
+    """Before: a malformed checksum was only found to mismatch after the whole download."""
+    out = tmp_path / "o"
+    try:
+        code = main(["fetch-genome", "grch37", "--out", str(out), "--url", str(remote), *args])
+    except SystemExit as exit:  # argparse's usage errors
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and expected in err, err
+    assert not out.exists()
+
+
+def test_cli_unusable_download_folder_exits_2(remote, tmp_path, capsys):
+    """Before: a FileExistsError / NotADirectoryError traceback."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file")
+    code = main(["fetch-genome", "grch37", "--out", str(blocker / "data"), "--url", str(remote),
+                 "--no-verify"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot create the download folder" in err
+
+
+def test_an_unreadable_download_record_means_download_again(remote, tmp_path):
+    out = tmp_path / "out"
+    fetch_genome("grch37", out, url=str(remote), verify=False)
+    (out / "genome.fa.gz.json").write_text("{truncated")
+    path = fetch_genome("grch37", out, url=str(remote), verify=False)
+    assert path.read_bytes() == PAYLOAD
+    assert json.loads((out / "genome.fa.gz.json").read_text())["bytes"] == len(PAYLOAD)
+
+
 def test_grch37_manifest_lists_the_24_primary_chromosomes():
     manifest = load_assembly("grch37")
     assert load_assembly("HG19") == manifest

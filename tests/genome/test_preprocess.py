@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import logging
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
+import numpy as np
+import pyfaidx
 import pytest
 from Bio import bgzf
 from Bio.Seq import Seq
 
 from dnabird.cli import main
 from dnabird.errors import ConfigError
-from dnabird.genome import Corpus, CuttingParams, preprocess
+from dnabird.genome import Corpus, CuttingParams, PreprocessOptions, preprocess
 
 from .conftest import SMALL, read_plain_fasta
+
+preprocess_module = importlib.import_module("dnabird.genome.preprocess")  # not the function
 
 CUT = CuttingParams(**SMALL)
 IUPAC = "RYKMSWBDHVrykmswbdhv"
@@ -86,32 +95,41 @@ def test_same_result_from_gzip_bgzip_plain_and_any_worker_count(data_file, tmp_p
     assert _shard_bytes(one) != _shard_bytes(tmp_path / "seed1")
 
 
-def test_interrupted_run_resumes_to_the_same_bytes(data_file, tmp_path):
-    fasta = data_file("tiny.fa")
-    preprocess(fasta, tmp_path / "clean", passes=3, cutting=CUT)
+class Interrupt(Exception):
+    pass
 
-    class Interrupt(Exception):
-        pass
 
-    done = []
-
-    def stop_after_two(record):
-        done.append((record["chrom"], record["pass"]))
-        if len(done) == 2:
+def _stop_after(units: int, seen: list):
+    def hook(record):
+        seen.append(record)
+        if len(seen) == units:
             raise Interrupt
 
+    return hook
+
+
+def test_interrupted_run_resumes_to_the_same_bytes(data_file, tmp_path):
+    fasta = data_file("tiny.fa")
+    # chr1 (238 bp) is a unit per pass, chr2 (90 bp) one unit for its 3 passes
+    small_units = {"passes": 3, "cutting": CUT, "max_shard_bp": 300}
+    preprocess(fasta, tmp_path / "clean", **small_units)
     out = tmp_path / "resumed"
+    done: list = []
     with pytest.raises(Interrupt):
-        preprocess(fasta, out, passes=3, cutting=CUT, on_unit_done=stop_after_two)
+        preprocess(fasta, out, **small_units, on_unit_done=_stop_after(2, done))
+    assert [r["items"] for r in done] == [[["chr1", 0]], [["chr1", 1]]]
     assert not (out / "manifest.json").exists() and not list(out.glob("shard-*"))
-    half = out / ".units" / "0001-p000"  # a unit killed while writing: piece, no record
+    half = out / ".units" / "000003"  # a unit killed while writing: piece, no record
     half.mkdir(parents=True)
     (half / "part-00000.parquet").write_bytes(b"half-written")
     redone = []
-    preprocess(fasta, out, passes=3, cutting=CUT, on_unit_done=lambda r: redone.append(r))
-    assert len(redone) == 6 - 2 and ("chr2", 0) in {(r["chrom"], r["pass"]) for r in redone}
+    preprocess(fasta, out, **small_units, on_unit_done=redone.append)
+    assert [r["unit"] for r in redone] == [2, 3]
+    assert redone[1]["items"] == [["chr2", 0], ["chr2", 1], ["chr2", 2]]
     assert _shard_bytes(out) == _shard_bytes(tmp_path / "clean")
-    assert not (out / ".units").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["manifest.json", *_shard_bytes(out)]
+    )  # no units, cache, run record or lock left
     Corpus(out)
 
 
@@ -122,15 +140,16 @@ def test_rerun_is_a_no_op_and_other_parameters_need_overwrite(data_file, tmp_pat
     calls = []
     again = preprocess(fasta, out, passes=1, cutting=CUT, on_unit_done=calls.append)
     assert calls == [] and again["shards"] == first["shards"]
-    with pytest.raises(ConfigError, match="--overwrite"):
+    with pytest.raises(ConfigError, match=r"parameters.passes 1 -> 2.*--overwrite"):
         preprocess(fasta, out, passes=2, cutting=CUT)
     redone = preprocess(fasta, out, passes=2, cutting=CUT, overwrite=True)
-    assert len(redone["shards"]) == 2 * len(first["shards"])
+    assert redone["counts"]["total"]["documents"] > first["counts"]["total"]["documents"]
     assert len(list(out.glob("shard-*.parquet"))) == len(redone["shards"])
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="holds other files"):
-        preprocess(fasta, tmp_path / "busy", passes=1, cutting=CUT)
+    with pytest.raises(ConfigError, match="holds files dnabird did not write"):
+        preprocess(fasta, tmp_path / "busy", passes=1, cutting=CUT, overwrite=True)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
 def test_shards_are_bounded_in_bp(data_file, tmp_path):
@@ -152,7 +171,10 @@ def test_assembly_check_warns_about_other_lengths(data_file, tmp_path, caplog):
 
 
 def _cli(args, capsys):
-    code = main(["--no-progress", "preprocess", *map(str, args)])
+    try:
+        code = main(["--no-progress", "preprocess", *map(str, args)])
+    except SystemExit as exit:  # argparse's own usage errors
+        code = exit.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -203,13 +225,142 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert not list(tmp_path.rglob("shard-*")) and not list(tmp_path.rglob("*.parquet"))
 
 
-def test_cli_bad_parameters_exit_2(data_file, tmp_path, capsys):
-    code, _, stderr = _cli([data_file("tiny.fa"), "--out", tmp_path / "o", "--passes", "0"], capsys)
-    assert code == 2 and "--passes must be >= 1" in stderr and not (tmp_path / "o").exists()
-    code, _, stderr = _cli(
-        [data_file("tiny.fa"), "--out", tmp_path / "o", "--chromosomes", "9"], capsys
-    )
-    assert code == 2 and "'9' is not a record" in stderr
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--passes", "0"], "--passes must be >= 1, got 0"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--max-shard-bp", "0"], "--max-shard-bp must be >= 1, got 0"),
+        (["--min-length", "-1"], "--min-length must be >= 0, got -1"),
+        (["--seed", "-3"], "--seed must be >= 0, got -3"),
+        (["--min-sentence", "0"], "sentence lengths must satisfy 1 <= min <= max"),
+        (["--min-doc", "9", "--max-doc", "4"], "document sizes must satisfy"),
+        (["--max-n-run", "0"], "--max-n-run must be >= 1"),
+        (["--max-n-fraction", "1.5"], "--max-n-fraction must be in [0, 1]"),
+        (["--max-n-fraction", "nan"], "--max-n-fraction must be in [0, 1]"),
+        (["--passes", "two"], "invalid int value: 'two'"),
+        (["--chromosomes", "9"], "'9' is not a record"),
+    ],
+)
+def test_cli_bad_parameters_exit_2_with_one_line(data_file, tmp_path, capsys, option, expected):
+    """Before: ``--seed -3`` ended in a ValueError traceback and ``--min-length -1`` passed."""
+    out = tmp_path / "o"
+    code, stdout, stderr = _cli([data_file("tiny.fa"), "--out", out, *option], capsys)
+    assert code == 2 and stdout == "" and expected in stderr, stderr
+    assert stderr.count("\n") == 1 and not out.exists()
+
+
+def test_unwritable_output_is_refused_before_the_fasta_is_read(
+    data_file, tmp_path, capsys, monkeypatch
+):
+    """Before: a PermissionError / NotADirectoryError traceback after the scan."""
+    fasta = data_file("tiny.fa")
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    monkeypatch.setattr(preprocess_module, "scan_fasta", _not_scanned)
+    code, _, stderr = _cli([fasta, "--out", blocker / "corpus"], capsys)
+    assert code == 2 and stderr.count("\n") == 1 and "is under the file" in stderr
+    code, _, stderr = _cli([fasta, "--out", blocker], capsys)
+    assert code == 2 and "exists and is not a folder" in stderr
+    monkeypatch.undo()
+    code, _, stderr = _cli([fasta, "--out", tmp_path / "o", "--cache-dir", blocker], capsys)
+    assert code == 2 and stderr.count("\n") == 1 and "cannot write the index cache" in stderr
+    monkeypatch.setattr(preprocess_module, "scan_fasta", _not_scanned)
+    # root ignores permission bits: let os.access report a read-only parent instead
+    monkeypatch.setattr(preprocess_module.os, "access", lambda path, mode: False)
+    code, _, stderr = _cli([fasta, "--out", tmp_path / "read-only" / "corpus"], capsys)
+    assert code == 2 and stderr.count("\n") == 1
+    assert "cannot write the output folder (no write permission in" in stderr
+    assert not (tmp_path / "read-only").exists()
+
+
+def _not_scanned(path):
+    raise AssertionError(f"{path} was read before the output folder was checked")
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from dnabird.genome import preprocess
+
+    def hold(record):  # a long first run: signal, then keep the folder
+        Path(sys.argv[3]).touch()
+        time.sleep(120)
+
+    preprocess(sys.argv[1], sys.argv[2], passes=1, on_unit_done=hold)
+    """
+)
+
+
+def test_a_second_run_into_the_same_folder_is_refused_naming_the_holder(
+    data_file, tmp_path, capsys
+):
+    """Before: no lock; the second run raced the first (FileNotFoundError traceback)."""
+    fasta, out, flag = data_file("tiny.fa"), tmp_path / "out", tmp_path / "holding"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(fasta), str(out), str(flag)])
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert holder.poll() is None, "the first run ended early"
+            assert time.monotonic() < deadline, "the first run did not start"
+            time.sleep(0.05)
+        code, stdout, stderr = _cli([fasta, "--out", out, "--passes", "1"], capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1
+    assert "in use by another dnabird run" in stderr and f"pid {holder.pid}" in stderr
+    manifest = preprocess(fasta, out, passes=1)  # the holder died: the folder is free again
+    assert manifest["parameters"]["passes"] == 1
+
+
+def _many_records(path: Path, count: int) -> Path:
+    """``count`` short contigs (20-119 bp, soft-masked, a few N), 60 bp lines."""
+    rng = np.random.default_rng(7)
+    with open(path, "w") as out:
+        for i in range(count):
+            sequence = "".join(rng.choice(list("ACGTACGTacgtN"), int(rng.integers(20, 120))))
+            out.write(f">contig{i}\n")
+            out.writelines(sequence[j : j + 60] + "\n" for j in range(0, len(sequence), 60))
+    return path
+
+
+def test_many_short_records_share_units_shards_and_one_reader(tmp_path, monkeypatch):
+    """Before: pyfaidx was opened (and its .fai re-read) once per record, and every record
+    and pass got its own shard (3,870 files for 5,000 contigs)."""
+    fasta = _many_records(tmp_path / "contigs.fa", 400)
+    records = read_plain_fasta(fasta)
+    opened = []
+    real = pyfaidx.Faidx
+    monkeypatch.setattr(pyfaidx, "Faidx", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    manifest = preprocess(fasta, tmp_path / "one", passes=2, cutting=CUT, min_length=0)
+    assert len(opened) == 1
+    assert manifest["units"] == 1 and len(manifest["shards"]) == 1
+    assert manifest["shards"][0]["first"] == ["contig0", 0]
+    assert manifest["shards"][0]["last"][1] == 1
+    docs = list(Corpus(tmp_path / "one"))
+    assert len({d.chrom for d in docs}) > 300
+    for doc in docs:
+        assert doc.sequence == _expected_upper(records[doc.chrom][doc.start : doc.end])
+
+
+def test_many_records_fill_bounded_shards_identically_for_any_workers_and_resume(tmp_path):
+    fasta = _many_records(tmp_path / "contigs.fa", 400)
+    bounded = {"passes": 2, "cutting": CUT, "min_length": 0, "max_shard_bp": 3000}
+    clean = preprocess(fasta, tmp_path / "clean", **bounded)
+    assert 5 < len(clean["shards"]) < 60  # filled up to the bound, not one per record
+    corpus = Corpus(tmp_path / "clean")
+    for shard in corpus.shards:
+        docs = list(corpus.iter_shard(shard))
+        assert sum(d.end - d.start for d in docs) <= 3000 and len({d.chrom for d in docs}) > 1
+    seen: list = []
+    with pytest.raises(Interrupt):
+        preprocess(fasta, tmp_path / "resumed", **bounded, on_unit_done=_stop_after(3, seen))
+    resumed: list = []
+    preprocess(fasta, tmp_path / "resumed", **bounded, workers=2, on_unit_done=resumed.append)
+    assert len(seen) + len(resumed) == clean["units"]
+    assert _shard_bytes(tmp_path / "resumed") == _shard_bytes(tmp_path / "clean")
 
 
 def test_chromosome_without_usable_sequence_gives_no_documents(tmp_path):
@@ -221,5 +372,22 @@ def test_chromosome_without_usable_sequence_gives_no_documents(tmp_path):
     counts = manifest["counts"]["per_chromosome"]
     assert counts["chr1"]["documents"] == 0 and counts["chr1"]["gap_bp"] == 2 * 120
     assert counts["chr1"]["short_segment_bp"] == 2 * 4
-    assert {s["chrom"] for s in manifest["shards"]} == {"chr2"}
+    assert [(s["first"], s["last"]) for s in manifest["shards"]] == [(["chr2", 0], ["chr2", 1])]
     assert {d.chrom for d in Corpus(tmp_path / "out")} == {"chr2"}
+
+
+def test_units_group_consecutive_items_up_to_the_shard_bound(monkeypatch):
+    lengths = {"big": 500, "a": 100, "b": 150, "c": 40}
+    plan = preprocess_module.plan_units
+    options = PreprocessOptions(passes=2, max_shard_bp=300)
+    assert plan(list(lengths), lengths, options) == [
+        [("big", 500, 0)],
+        [("big", 500, 1)],
+        [("a", 100, 0), ("a", 100, 1)],
+        [("b", 150, 0), ("b", 150, 1)],
+        [("c", 40, 0), ("c", 40, 1)],
+    ]
+    both = PreprocessOptions(passes=2, max_shard_bp=300, both_strands=True)  # bp x 2
+    assert [len(u) for u in plan(["a", "b", "c"], lengths, both)] == [1, 1, 1, 1, 2]
+    monkeypatch.setattr(preprocess_module, "MAX_TABLE_BP", 60)  # one Arrow table's limit
+    assert [len(u) for u in plan(["c"], lengths, options)] == [1, 1]

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.realdata
 EXCERPT = "genome/hg38_chr2_1-2333275.fa.gz"
 LENGTH = 2_333_275
 PASSES = 2
+#: Both strands of one pass (4.67 Mbp) fill a unit: one unit, and one shard, per pass.
+SHARD_BP = 5_000_000
 
 
 def _shard_bytes(folder: Path) -> dict[str, bytes]:
@@ -40,8 +42,9 @@ def runs(shared_data, tmp_path_factory):
     """One-worker and two-worker corpora (2 passes) and the reference sequence (uppercase)."""
     base = tmp_path_factory.mktemp("realdata")
     fasta = shared_data / EXCERPT
-    one = preprocess(fasta, base / "one", passes=PASSES, workers=1, both_strands=True)
-    two = preprocess(fasta, base / "two", passes=PASSES, workers=2, both_strands=True)
+    common = {"passes": PASSES, "both_strands": True, "max_shard_bp": SHARD_BP}
+    one = preprocess(fasta, base / "one", workers=1, **common)
+    two = preprocess(fasta, base / "two", workers=2, **common)
     copy = Path(shutil.copy(fasta, base / "reference.fa.gz"))  # pyfaidx indexes it afresh
     with pyfaidx.Fasta(str(copy), as_raw=True) as reference:
         sequence = reference["chr2"][:]
@@ -89,7 +92,7 @@ def test_passes_cut_at_different_places(runs):
 def test_one_and_two_workers_write_identical_bytes(runs):
     one, two = _shard_bytes(runs["base"] / "one"), _shard_bytes(runs["base"] / "two")
     assert one and one == two
-    assert runs["one"]["shards"] == runs["two"]["shards"]
+    assert runs["one"]["shards"] == runs["two"]["shards"] and len(runs["one"]["shards"]) == PASSES
     assert runs["one"]["counts"] == runs["two"]["counts"]
 
 
@@ -102,7 +105,7 @@ _KILLER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     preprocess(sys.argv[1], sys.argv[2], passes=int(sys.argv[3]), both_strands=True,
-               on_unit_done=die)
+               max_shard_bp=int(sys.argv[4]), on_unit_done=die)
     """
 )
 
@@ -110,30 +113,24 @@ _KILLER = textwrap.dedent(
 def test_killed_run_resumes_to_the_same_bytes(runs):
     out = runs["base"] / "killed"
     proc = subprocess.run(
-        [sys.executable, "-c", _KILLER, str(runs["fasta"]), str(out), str(PASSES)],
+        [sys.executable, "-c", _KILLER, str(runs["fasta"]), str(out), str(PASSES), str(SHARD_BP)],
         capture_output=True,
         timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert not (out / "manifest.json").exists()
     done = sorted(p.parent.name for p in (out / ".units").glob("*/done.json"))
-    assert done == ["0000-p000"]
+    assert done == ["000000"]
     resumed = []
     manifest = preprocess(
-        runs["fasta"], out, passes=PASSES, both_strands=True, on_unit_done=resumed.append
+        runs["fasta"],
+        out,
+        passes=PASSES,
+        both_strands=True,
+        max_shard_bp=SHARD_BP,
+        on_unit_done=resumed.append,
     )
-    assert [(r["chrom"], r["pass"]) for r in resumed] == [("chr2", 1)]
+    assert [r["items"] for r in resumed] == [[["chr2", 1]]]
     assert _shard_bytes(out) == _shard_bytes(runs["base"] / "one")
     assert manifest["shards"] == runs["one"]["shards"]
     assert json.loads((out / "manifest.json").read_text())["counts"] == runs["one"]["counts"]
-
-
-def test_scan_computes_the_samtools_index_of_the_excerpt(shared_data):
-    """The .fai/.gzi written from our scan equal the samtools files shipped with the data."""
-    from dnabird.genome.fasta import scan_fasta
-
-    fasta = shared_data / EXCERPT
-    scan = scan_fasta(fasta)
-    assert scan.compression == "bgzip" and scan.lengths == {"chr2": LENGTH}
-    assert scan.fai_text().encode() == Path(f"{fasta}.fai").read_bytes()
-    assert scan.gzi_bytes() == Path(f"{fasta}.gzi").read_bytes()
