@@ -1,21 +1,43 @@
 """The BigBird model: config, attention patterns and kernels, encoder and heads.
 
-Importing this package needs torch and safetensors only (no Lightning, no genome
-libraries). Weight conversion to and from transformers lives in :mod:`dnabird.model.hf`
-and imports transformers only when called.
+Names load on first use (PEP 562), so ``from dnabird.model import BigBirdConfig`` (like
+``dnabird.model.config``) imports no torch and run configs can be read and validated
+anywhere; the models need torch and safetensors only (no Lightning, no genome libraries).
+Weight conversion to and from transformers lives in :mod:`dnabird.model.hf` and imports
+transformers only when called.
 """
 
-from dnabird.model.bigbird import BigBirdEncoder
-from dnabird.model.config import PRESETS, BigBirdConfig
-from dnabird.model.heads import (
-    BigBirdForMaskedLM,
-    BigBirdForMultiLabelClassification,
-    BigBirdForQuestionAnswering,
-    BigBirdForSequenceClassification,
-    BigBirdForTokenClassification,
-    BigBirdPreTrainedModel,
-    ModelOutput,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dnabird.model.bigbird import BigBirdEncoder
+    from dnabird.model.config import PRESETS, BigBirdConfig
+    from dnabird.model.heads import (
+        BigBirdForMaskedLM,
+        BigBirdForMultiLabelClassification,
+        BigBirdForQuestionAnswering,
+        BigBirdForSequenceClassification,
+        BigBirdForTokenClassification,
+        BigBirdPreTrainedModel,
+        ModelOutput,
+    )
+
+_HOME = {
+    "PRESETS": "config",
+    "BigBirdConfig": "config",
+    "BigBirdEncoder": "bigbird",
+    "BigBirdForMaskedLM": "heads",
+    "BigBirdForMultiLabelClassification": "heads",
+    "BigBirdForQuestionAnswering": "heads",
+    "BigBirdForSequenceClassification": "heads",
+    "BigBirdForTokenClassification": "heads",
+    "BigBirdPreTrainedModel": "heads",
+    "ModelOutput": "heads",
+}
+"""Public name -> the submodule defining it."""
 
 __all__ = [
     "PRESETS",
@@ -29,3 +51,21 @@ __all__ = [
     "BigBirdPreTrainedModel",
     "ModelOutput",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's submodule on first use (or a submodule by its name)."""
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

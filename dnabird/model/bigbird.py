@@ -16,11 +16,18 @@ The attention *pattern* (which key blocks each query block sees) comes from
 Random blocks are fixed per layer and head and identical in training and evaluation;
 with ``random_mode="per_step"`` they are redrawn for every training step given to
 :meth:`BigBirdEncoder.set_pattern_step` (evaluation keeps the fixed draw).
+
+``random_mode="hf"`` computes what transformers' BigBird computes in eval mode: inputs of at
+most ``config.full_attention_max_tokens`` tokens use full attention, and every random slot of
+an ordinary query block holds block 0, which is global already, so its keys count
+``1 + r`` times in that row's softmax. Counting a key ``m`` times is adding ``log m`` to its
+score; :func:`weigh_first_block` does that with one extra head channel, so every kernel runs
+it unchanged.
 """
 
 from __future__ import annotations
 
-import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -28,15 +35,14 @@ from torch import nn
 
 from dnabird.errors import InputError
 from dnabird.model.attention.api import sparse_attention
-from dnabird.model.config import BigBirdConfig
+from dnabird.model.config import ACTIVATIONS, BigBirdConfig
 from dnabird.model.patterns import BlockPattern, make_pattern
 
-#: Activation module factories by ``config.hidden_act`` (names as in transformers' ACT2FN).
-ACTIVATIONS = {
-    "gelu": nn.GELU,  # exact (erf)
-    "gelu_new": functools.partial(nn.GELU, approximate="tanh"),
-    "relu": nn.ReLU,
-}
+
+def make_activation(name: str) -> nn.Module:
+    """The activation module for ``config.hidden_act`` (table: :data:`config.ACTIVATIONS`)."""
+    class_name, kwargs = ACTIVATIONS[name]
+    return getattr(nn, class_name)(**kwargs)
 
 
 class Embeddings(nn.Module):
@@ -84,6 +90,10 @@ class SelfAttention(nn.Module):
         self.num_heads = config.num_attention_heads
         self.backend = config.attention_backend
         self.dropout_p = config.attention_probs_dropout_prob
+        # random_mode "hf": ordinary query blocks count block 0's keys 1 + r times.
+        self.first_block_log_weight = (
+            math.log1p(config.num_random_blocks) if config.random_mode == "hf" else 0.0
+        )
         self.query = nn.Linear(C, C)
         self.key = nn.Linear(C, C)
         self.value = nn.Linear(C, C)
@@ -112,11 +122,39 @@ class SelfAttention(nn.Module):
                 bias.masked_fill_(~key_padding_mask[:, None, None, :], torch.finfo(q.dtype).min)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
         else:
+            D = q.shape[-1]
+            if self.first_block_log_weight:
+                q, k, v = weigh_first_block(q, k, v, pattern, self.first_block_log_weight)
             y = sparse_attention(
                 q, k, v, pattern, key_padding_mask, backend=self.backend, dropout_p=dropout_p
-            )  # (B, H, L, D)
+            )[..., :D]  # (B, H, L, D)
         y = y.transpose(1, 2).reshape(B, L, C)  # (B, L, C)
         return self.output(y)
+
+
+def weigh_first_block(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: BlockPattern, log_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Add ``log_weight`` to the scores of the keys of block 0 seen from ordinary (non-global)
+    query blocks, through one extra channel: ``q, k, v: [B, H, L, D]`` (``L`` =
+    ``pattern.seq_len``) -> ``[B, H, L, D + 1]``; keep the first ``D`` output channels.
+
+    The kernels score ``q' . k' / sqrt(D + 1)``. With ``q' = [q * sqrt((D + 1) / D), a]``,
+    ``k' = [k, c * sqrt(D + 1)]`` and ``v' = [v, 0]`` that is ``q . k / sqrt(D) + a * c``,
+    where ``a`` is 1 on tokens of ordinary query blocks (0 on global ones) and ``c`` is
+    ``log_weight`` on the tokens of block 0 (0 elsewhere). Adding ``log m`` to a key's score
+    is counting that key ``m`` times in the softmax, which is what transformers' eval mode
+    does (all its random slots hold block 0).
+    """
+    B, H, L, D = q.shape
+    b = pattern.block_size
+    rows = torch.zeros(L, dtype=q.dtype, device=q.device)  # a
+    rows[pattern.num_front_global * b : (pattern.num_blocks - pattern.num_back_global) * b] = 1
+    keys = torch.zeros(L, dtype=k.dtype, device=k.device)  # c * sqrt(D + 1)
+    keys[:b] = log_weight * math.sqrt(D + 1)
+    q = torch.cat([q * math.sqrt((D + 1) / D), rows.expand(B, H, L)[..., None]], dim=-1)
+    k = torch.cat([k, keys.expand(B, H, L)[..., None]], dim=-1)
+    return q, k, F.pad(v, (0, 1))  # each (B, H, L, D + 1)
 
 
 class EncoderLayer(nn.Module):
@@ -128,7 +166,7 @@ class EncoderLayer(nn.Module):
         self.attention = SelfAttention(config)
         self.attention_norm = nn.LayerNorm(C, eps=config.layer_norm_eps)
         self.intermediate = nn.Linear(C, config.intermediate_size)
-        self.activation = ACTIVATIONS[config.hidden_act]()
+        self.activation = make_activation(config.hidden_act)
         self.output = nn.Linear(config.intermediate_size, C)
         self.output_norm = nn.LayerNorm(C, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -198,15 +236,12 @@ class BigBirdEncoder(nn.Module):
         """``input_ids: [B, L]`` long; ``attention_mask: [B, L]`` (1 real, 0 pad; default all
         real); ``token_type_ids: [B, L]`` (default 0) -> hidden states ``[B, L, C]``."""
         config = self.config
+        input_ids, token_type_ids = check_inputs(
+            config, input_ids, attention_mask, token_type_ids, self.embeddings.word_embeddings
+        )
         B, L = input_ids.shape
-        if config.max_position_embeddings < L:
-            raise InputError(
-                f"input of {L} tokens is longer than max_position_embeddings "
-                f"{config.max_position_embeddings}; cut it into windows"
-            )
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        sparse = config.attention_type == "block_sparse"
+        # random_mode "hf": short inputs use full attention (transformers' rule).
+        sparse = config.attention_type == "block_sparse" and config.full_attention_max_tokens < L
         pad = (-L) % config.block_size if sparse else 0
         # Key padding mask (B, L), True = real token; None when nothing is padded, which
         # lets full attention use its fastest kernels.
@@ -233,6 +268,83 @@ class BigBirdEncoder(nn.Module):
         for layer, pattern in zip(self.layers, patterns, strict=True):
             x = layer(x, mask, pattern)  # (B, Lp, C)
         return x[:, G : G + L]  # (B, L, C)
+
+
+def describe_tensor(t: object) -> str:
+    """``a tensor of dtype float32 and shape [2, 3]`` (or a non-tensor's type name)."""
+    if not isinstance(t, torch.Tensor):
+        return type(t).__name__
+    return f"a tensor of dtype {str(t.dtype).removeprefix('torch.')} and shape {list(t.shape)}"
+
+
+def check_inputs(
+    config: BigBirdConfig,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    embedding: nn.Embedding,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Refuse, with a one-line InputError, inputs the encoder would misread or crash on
+    (wrong type, shape, dtype or device; ids outside the vocabulary; type ids outside
+    ``type_vocab_size``; mask values other than 0/1; more tokens than positions). Returns
+    ``(input_ids, token_type_ids)`` as int64 ``[B, L]`` (type ids default to 0). The value
+    checks cost one host-device synchronisation."""
+
+    def is_int(t: torch.Tensor) -> bool:
+        return not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
+
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or not is_int(input_ids):
+        raise InputError(
+            f"input_ids must be a [batch, length] tensor of integer token ids; got "
+            f"{describe_tensor(input_ids)}"
+        )
+    B, L = input_ids.shape
+    if B == 0 or L == 0:
+        raise InputError(f"input_ids is empty (shape {list(input_ids.shape)}); nothing to encode")
+    if config.max_position_embeddings < L:
+        raise InputError(
+            f"input of {L} tokens is longer than max_position_embeddings "
+            f"{config.max_position_embeddings}; cut it into windows"
+        )
+    device = embedding.weight.device
+    for name, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (B, L):
+            raise InputError(
+                f"{name} must have the shape of input_ids [{B}, {L}]; got {describe_tensor(t)}"
+            )
+        if t.device != input_ids.device:
+            raise InputError(f"{name} is on {t.device} but input_ids on {input_ids.device}")
+    if token_type_ids is not None and not is_int(token_type_ids):
+        raise InputError(
+            f"token_type_ids must hold integers; got {describe_tensor(token_type_ids)}"
+        )
+    if input_ids.device != device:
+        raise InputError(
+            f"input_ids is on {input_ids.device} but the model on {device}; move the inputs "
+            f"with .to({str(device)!r})"
+        )
+    V, T = config.vocab_size, config.type_vocab_size
+    flags = [((input_ids < 0) | (input_ids >= V)).any()]
+    if token_type_ids is not None:
+        flags.append(((token_type_ids < 0) | (token_type_ids >= T)).any())
+    if attention_mask is not None and attention_mask.dtype != torch.bool:
+        flags.append(((attention_mask != 0) & (attention_mask != 1)).any())
+    bad_ids, *rest = torch.stack(flags).tolist()  # one synchronisation
+    if bad_ids:
+        low, high = int(input_ids.min()), int(input_ids.max())
+        raise InputError(
+            f"input_ids holds ids from {low} to {high}, outside the vocabulary 0..{V - 1}; "
+            "use the tokenizer this model was trained with"
+        )
+    if token_type_ids is not None and rest.pop(0):
+        raise InputError(f"token_type_ids must be in 0..{T - 1} (type_vocab_size {T})")
+    if rest and rest.pop(0):
+        raise InputError("attention_mask must hold 0 (padding) or 1 (real token) only")
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids, dtype=torch.int64)
+    return input_ids.long(), token_type_ids.long()  # no copy when already int64
 
 
 def init_weights(config: BigBirdConfig):

@@ -9,22 +9,46 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError
 
 CONFIG_NAME = "config.json"
 
 ATTENTION_TYPES = ("block_sparse", "original_full")
-ATTENTION_BACKENDS = ("auto", "dense", "blocked", "flex")
+ATTENTION_BACKENDS = (
+    "auto",
+    "dense",
+    "flex",
+    "blocked",
+    "blocked_kernel",
+    "blocked_fused",
+    "blocked_explicit",
+)
 GLOBAL_MODES = ("itc", "etc")
-RANDOM_MODES = ("fixed", "per_step")
-ACTIVATIONS = ("gelu", "gelu_new", "relu")
+RANDOM_MODES = ("fixed", "per_step", "hf")
+
+ACTIVATIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "gelu": ("GELU", {}),  # exact (erf)
+    "gelu_new": ("GELU", {"approximate": "tanh"}),
+    "relu": ("ReLU", {}),
+}
+"""Feed-forward activations by ``hidden_act`` name (names as in transformers' ``ACT2FN``):
+the ``torch.nn`` module class name and its keyword arguments (names, so this module needs no
+torch; :func:`dnabird.model.bigbird.make_activation` builds the module)."""
+
+HF_GLOBAL_BLOCKS = 2
+"""Global blocks of transformers' block-sparse BigBird (ITC: the first and the last block)."""
+HF_WINDOW_BLOCKS = 3
+"""Window blocks of transformers' block-sparse BigBird (query block i sees i-1, i, i+1)."""
 
 
+@document_fields
 @dataclass
 class BigBirdConfig:
     """Architecture of a BigBird encoder (BERT-style, post-LN) with block-sparse attention."""
@@ -75,7 +99,12 @@ class BigBirdConfig:
     random_mode: str = "fixed"
     """``fixed``: random blocks drawn once per layer and head from ``random_seed`` and the
     same in training and evaluation; ``per_step``: drawn anew at every training step
-    (evaluation still uses the fixed draw)."""
+    (evaluation still uses the fixed draw); ``hf``: what Hugging Face transformers' BigBird
+    computes in eval mode (the mode of models imported with ``dnabird.model.hf.from_hf``):
+    every random slot holds block 0, so ordinary query blocks weigh the keys of block 0
+    ``1 + num_random_blocks`` times, and inputs of at most
+    ``full_attention_max_tokens = (5 + 2 * num_random_blocks) * block_size`` tokens use full
+    attention; needs ITC with 2 global and 3 window blocks (transformers' layout)."""
     random_seed: int = 0
     """Seed of the random-block draw (reproducible patterns)."""
     attention_backend: str = "auto"
@@ -111,6 +140,22 @@ class BigBirdConfig:
                 is_int(getattr(self, name)),
                 f"{name} must be an integer, got {getattr(self, name)!r}",
             )
+        for name in (
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "layer_norm_eps",
+            "initializer_range",
+        ):
+            value = getattr(self, name)
+            check(
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value),
+                f"{name} must be a finite number, got {value!r}",
+            )
+        for name in ("attention_type", "attention_backend", "global_mode", "random_mode"):
+            check(isinstance(getattr(self, name), str), f"{name} must be a string")
+        check(isinstance(self.hidden_act, str), "hidden_act must be a string")
         check(
             self.hidden_size % self.num_attention_heads == 0,
             f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
@@ -127,6 +172,16 @@ class BigBirdConfig:
             "num_window_blocks must be a positive odd number",
         )
         check(0 <= self.pad_token_id < self.vocab_size, "pad_token_id must be a valid token id")
+        check(
+            self.random_mode != "hf"
+            or (
+                self.global_mode == "itc"
+                and self.num_global_blocks == HF_GLOBAL_BLOCKS
+                and self.num_window_blocks == HF_WINDOW_BLOCKS
+            ),
+            f"random_mode hf needs transformers' layout: global_mode itc, num_global_blocks "
+            f"{HF_GLOBAL_BLOCKS}, num_window_blocks {HF_WINDOW_BLOCKS}",
+        )
         check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
         for name, allowed in (
             ("attention_type", ATTENTION_TYPES),
@@ -149,6 +204,15 @@ class BigBirdConfig:
     def num_global_tokens(self) -> int:
         """Learned global tokens prepended to the sequence (ETC only; 0 for ITC)."""
         return self.num_global_blocks * self.block_size if self.global_mode == "etc" else 0
+
+    @property
+    def full_attention_max_tokens(self) -> int:
+        """Inputs of at most this many tokens (before padding) use full attention even when
+        ``attention_type`` is ``block_sparse``: transformers' rule ``(5 + 2r) * block_size``
+        with ``random_mode="hf"``, 0 (never) otherwise."""
+        if self.random_mode != "hf":
+            return 0
+        return (5 + 2 * self.num_random_blocks) * self.block_size
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a plain dict (JSON-serialisable)."""

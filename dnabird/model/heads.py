@@ -4,6 +4,7 @@ Every model is ``encoder`` + ``head`` and has the same call::
 
     out = model(input_ids, attention_mask=None, token_type_ids=None, labels=None)
     out.logits, out.hidden_states, out.loss   # loss is None without labels
+    out[0], out["logits"]                     # as transformers' outputs (see ModelOutput)
 
 Shapes: ``B`` batch, ``L`` tokens, ``C`` hidden size, ``V`` vocabulary, ``K`` labels.
 
@@ -11,7 +12,8 @@ Shapes: ``B`` batch, ``L`` tokens, ``C`` hidden size, ``V`` vocabulary, ``K`` la
 model                              logits              labels (loss)
 =================================  ==================  =====================================
 BigBirdForMaskedLM                 [B, L, V] (*)       [B, L] long, -100 = not predicted (CE)
-BigBirdForSequenceClassification   [B, K]              [B] long (CE); K = 1: [B] float (MSE)
+BigBirdForSequenceClassification   [B, K]              [B] long, -100 = ignored (CE);
+                                                       K = 1: [B] float (MSE)
 BigBirdForMultiLabelClassification [B, K]              [B, K] float 0/1 (BCE, pos_weight)
 BigBirdForTokenClassification      [B, L, K]           [B, L] long, -100 = ignored (CE)
 BigBirdForQuestionAnswering        [B, L, 2]           [B, 2] long (start, end) token indices,
@@ -19,6 +21,10 @@ BigBirdForQuestionAnswering        [B, L, 2]           [B, 2] long (start, end) 
 =================================  ==================  =====================================
 
 (*) ``[N, V]`` at the ``N`` labelled tokens with ``labelled_logits_only=True``.
+
+Labels of another shape or dtype, class ids outside ``0..K-1`` (other than -100), and
+multi-label targets outside [0, 1] or non-finite regression targets are a one-line
+:class:`~dnabird.errors.InputError` naming the model.
 
 The masked-LM decoder is tied to the input token embeddings (plus its own bias), as in
 BERT. Sequence-level heads pool the [CLS] token (position 0 of the input) through a dense
@@ -28,8 +34,9 @@ layer and tanh, as BERT's pooler. ``save_pretrained``/``from_pretrained`` write 
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,25 +44,74 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError, InputError
-from dnabird.model.bigbird import ACTIVATIONS, BigBirdEncoder, init_weights
+from dnabird.model.bigbird import BigBirdEncoder, describe_tensor, init_weights, make_activation
 from dnabird.model.config import BigBirdConfig
 from dnabird.model.pretrained import load_weights, save_weights
 
 IGNORE_INDEX = -100
-"""Label value meaning "no prediction here" (masked LM, token classification)."""
+"""Label value meaning "no prediction here" (masked LM, token and sequence classification),
+as in transformers; the one definition (:mod:`dnabird.data.masking` imports it)."""
 
 
-@dataclass
+@document_fields
+@dataclass(kw_only=True)
 class ModelOutput:
-    """What every task model returns."""
+    """What every task model returns; read like transformers' outputs.
 
-    logits: torch.Tensor
-    """Head output; shape per model (see the module table)."""
-    hidden_states: torch.Tensor
-    """Last encoder layer, ``[B, L, C]``."""
+    Fields by name (``out.logits``) or key (``out["logits"]``), or by position among the
+    fields that are not None, in the order loss, logits, hidden_states: ``out[0]`` is the
+    loss when labels were given and the logits otherwise, as in transformers. Like
+    transformers' ``ModelOutput`` (a dict of its non-None fields), iterating yields the
+    names, ``len`` counts them, ``keys()``, ``values()`` and ``items()`` list them,
+    ``out["loss"]`` without labels is a KeyError, and ``to_tuple()`` gives the values.
+    """
+
     loss: torch.Tensor | None = None
-    """Scalar training loss, or None when no labels were given."""
+    """Scalar (0-d) float32 training loss as the model's ``loss`` method defines it; None
+    when no labels were given."""
+    logits: torch.Tensor
+    """Head output: masked LM ``[B, L, V]`` (``[N, V]`` at the labelled tokens with
+    ``labelled_logits_only=True`` and labels), sequence and multi-label classification
+    ``[B, K]``, token classification ``[B, L, K]``, question answering ``[B, L, 2]``
+    (start, end scores); see the module table."""
+    hidden_states: torch.Tensor
+    """Output of the last encoder layer, ``[B, L, C]`` (transformers calls this
+    ``last_hidden_state``; its ``hidden_states`` is a tuple of every layer's output, which
+    dnabird does not return)."""
+
+    def keys(self) -> tuple[str, ...]:
+        """Names of the fields that are not None, in order (loss, logits, hidden_states)."""
+        return tuple(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+
+    def values(self) -> tuple[torch.Tensor, ...]:
+        """Values of the fields that are not None, in the order of :meth:`keys`."""
+        return self.to_tuple()
+
+    def items(self) -> tuple[tuple[str, torch.Tensor], ...]:
+        """``(name, value)`` of the fields that are not None, in order."""
+        return tuple((name, getattr(self, name)) for name in self.keys())
+
+    def to_tuple(self) -> tuple[torch.Tensor, ...]:
+        """The non-None fields' values, in order (transformers' ``to_tuple``)."""
+        return tuple(getattr(self, name) for name in self.keys())
+
+    def __getitem__(self, key: str | int | slice) -> Any:
+        if isinstance(key, str):
+            if key not in self.keys():
+                raise KeyError(key)
+            return getattr(self, key)
+        return self.to_tuple()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
 
 
 class BigBirdPreTrainedModel(nn.Module):
@@ -84,23 +140,34 @@ class BigBirdPreTrainedModel(nn.Module):
         cls,
         directory: str | os.PathLike,
         config_overrides: dict[str, Any] | None = None,
+        *,
+        new_head: bool = False,
         **head_args: Any,
     ) -> BigBirdPreTrainedModel:
         """Load a model folder written by :meth:`save_pretrained` (weights on the CPU).
 
-        If the folder was written by the same class, the whole model is restored (saved head
-        arguments are defaults for ``head_args``); otherwise only its encoder is loaded and
-        the head is freshly initialised (e.g. a classifier from a pretrained masked LM).
-        ``config_overrides`` replaces config fields that do not change weight shapes
-        (dropout, ``attention_backend``, ``attention_type``, ...).
+        The folder must hold a ``cls`` model: the whole model is restored (saved head
+        arguments are defaults for ``head_args``). A folder written by another head is a
+        ConfigError, since its ``cls`` head would be new and untrained, unless
+        ``new_head=True``: then only the encoder is loaded and a fresh head is built from
+        ``head_args`` (e.g. a classifier from a pretrained masked LM, or a classifier with
+        other labels). ``config_overrides`` replaces config fields that do not change weight
+        shapes (dropout, ``attention_backend``, ``attention_type``, ...).
+        :func:`dnabird.model.pretrained.load_model` opens a folder as the head it holds
+        and checks its files against the manifest first.
         """
         config, state, head, saved_args = load_weights(directory)
+        if head != cls.__name__ and not new_head:
+            raise ConfigError(
+                f"{directory}: holds a {head or 'model without a recorded head'}, not a "
+                f"{cls.__name__} (its head would be new and untrained); use a {cls.__name__} "
+                "model folder, or new_head=True to put a new head on its encoder deliberately"
+            )
         if config_overrides:
             config = BigBirdConfig.from_dict({**config.to_dict(), **config_overrides})
-        same_head = head == cls.__name__
-        model = cls(config, **({**saved_args, **head_args} if same_head else head_args))
-        target = model if same_head else model.encoder
-        if not same_head:
+        model = cls(config, **(head_args if new_head else {**saved_args, **head_args}))
+        target = model.encoder if new_head else model
+        if new_head:
             prefix = "encoder."
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         try:
@@ -118,7 +185,7 @@ class MaskedLMHead(nn.Module):
         super().__init__()
         C = config.hidden_size
         self.dense = nn.Linear(C, C)
-        self.activation = ACTIVATIONS[config.hidden_act]()
+        self.activation = make_activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(C, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
@@ -160,6 +227,7 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
         embedding = self.encoder.embeddings.word_embeddings.weight  # (V, C)
         if labels is None:
             return ModelOutput(logits=self.head(h, embedding), hidden_states=h)
+        _check_labels(self, labels, h.shape[:2], "classes", self.config.vocab_size)
         if self.labelled_logits_only:
             predicted = labels != IGNORE_INDEX  # (B, L)
             logits = self.head(h[predicted], embedding)  # (N, V)
@@ -222,11 +290,13 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
         self.head.apply(init_weights(config))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of ``logits [B, K]`` against ``labels: [B]`` class indices (long), or
-        targets (float) when ``num_labels == 1``."""
+        """Scalar loss of ``logits [B, K]`` against ``labels: [B]`` class indices (long; -100
+        ignored; 0 when all are), or finite targets (float) when ``num_labels == 1``."""
         if self.num_labels == 1:
+            _check_labels(self, labels, logits.shape[:1], "real")
             return F.mse_loss(logits.squeeze(-1).float(), labels.float())
-        return F.cross_entropy(logits.float(), labels)
+        _check_labels(self, labels, logits.shape[:1], "classes", self.num_labels)
+        return _mean_cross_entropy(logits, labels)
 
 
 class BigBirdForMultiLabelClassification(BigBirdForSequenceClassification):
@@ -255,7 +325,8 @@ class BigBirdForMultiLabelClassification(BigBirdForSequenceClassification):
         return {"num_labels": self.num_labels, "pos_weight": self.pos_weight.tolist()}
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``logits, labels: [B, K]``; labels 0/1 (float or int)."""
+        """``logits, labels: [B, K]``; labels 0/1 (float or int; soft targets in [0, 1])."""
+        _check_labels(self, labels, logits.shape, "unit")
         return F.binary_cross_entropy_with_logits(
             logits.float(), labels.float(), pos_weight=self.pos_weight
         )
@@ -274,6 +345,7 @@ class BigBirdForTokenClassification(_LabelledHeadModel):
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``logits: [B, L, K]``; ``labels: [B, L]`` long, -100 where ignored (e.g. padding)."""
+        _check_labels(self, labels, logits.shape[:2], "classes", self.num_labels)
         return _mean_cross_entropy(logits.flatten(0, 1), labels.flatten())
 
 
@@ -304,7 +376,8 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
             logits = logits.masked_fill(pad, torch.finfo(logits.dtype).min)
         loss = None
         if labels is not None:
-            L = logits.shape[1]
+            B, L = logits.shape[:2]
+            _check_labels(self, labels, (B, 2), "indices")
             labels = labels.masked_fill((labels < 0) | (labels >= L), IGNORE_INDEX)  # (B, 2)
             loss = (
                 _mean_cross_entropy(logits[..., 0], labels[:, 0])
@@ -318,6 +391,58 @@ def _mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     (in float32); 0 when every label is -100."""
     total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
     return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
+
+
+_LABEL_KINDS = {
+    "classes": "integer class ids in 0..{last} (or -100 to ignore)",
+    "indices": "integer token indices",
+    "unit": "numbers in [0, 1]",
+    "real": "finite numbers",
+}
+
+
+def _check_labels(
+    model: nn.Module,
+    labels: torch.Tensor,
+    shape: Sequence[int],
+    kind: str,
+    num_classes: int = 0,
+) -> None:
+    """One-line InputError unless ``labels`` is a tensor of ``shape`` on the model's device
+    holding the ``kind`` of values (see ``_LABEL_KINDS``; ``classes`` ids are checked against
+    ``num_classes``). The value check costs one host-device synchronisation."""
+    expected = _LABEL_KINDS[kind].format(last=num_classes - 1)
+    integer = kind in ("classes", "indices")
+    if (
+        not isinstance(labels, torch.Tensor)
+        or tuple(labels.shape) != tuple(shape)
+        or labels.dtype == torch.bool
+        or labels.dtype.is_complex
+        or (integer and labels.dtype.is_floating_point)
+    ):
+        raise InputError(
+            f"{type(model).__name__}: labels must be {expected} of shape {list(shape)}; got "
+            f"{describe_tensor(labels)}"
+        )
+    device = next(model.parameters()).device
+    if labels.device != device:
+        raise InputError(
+            f"{type(model).__name__}: labels are on {labels.device} but the model on {device}"
+        )
+    if kind == "classes":
+        bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= num_classes))
+    elif kind == "unit":
+        bad = ~((labels >= 0) & (labels <= 1))  # NaN fails both comparisons
+    elif kind == "real":
+        bad = ~torch.isfinite(labels)
+    else:
+        return
+    if bool(bad.any()):
+        value = labels[bad][0].item()
+        raise InputError(
+            f"{type(model).__name__}: labels must be {expected}; found {value!r} "
+            f"(labels{[int(i) for i in bad.nonzero()[0]]})"
+        )
 
 
 def _positive(value: int, name: str) -> int:

@@ -6,31 +6,55 @@ other way. The layouts match one to one (embeddings with dropout before LayerNor
 layers, the masked-LM transform dense + activation + LayerNorm and a decoder tied to the
 input embeddings with its own bias; positions 0..L-1, token types default 0).
 
+Which attention transformers computes (``BigBirdModel.forward``, ``BigBirdBlockSparseAttention``
+in ``modeling_big_bird.py``), and how dnabird matches it:
+
+- ``original_full``: full attention; the same in both, at every length.
+- ``block_sparse`` (2 global blocks, window 3, ``r`` random blocks, block size ``b``): inputs of
+  at most ``(5 + 2r) * b`` tokens use full attention instead (transformers switches the
+  model to ``original_full``, and keeps it there for every later call). In eval mode every
+  random slot holds block 0 (``rand_attn`` is all zeros), so ordinary query blocks count the
+  keys of block 0 ``1 + r`` times. In training mode it draws random blocks at every forward
+  from NumPy's global generator seeded with the layer index (the same draw for a given length).
+
+``from_hf`` gives models ``random_mode="hf"``, which computes the eval-mode rule above (short
+inputs full, block 0 counted ``1 + r`` times) in evaluation *and* training, so an imported
+checkpoint (e.g. GENA-LM's BigBird) scores exactly as transformers scores it in eval mode, at
+every length. What still differs: transformers' training-mode random blocks (and its
+block-sparse attention has no attention dropout), and its switch to full attention lasting
+after the first short input (dnabird decides per input, as a freshly loaded model does).
+
+``to_hf`` is exact (eval mode, every length) for ``original_full`` models and for
+``random_mode="hf"`` models with random blocks. Our own block-sparse models (``random_mode``
+``fixed`` or ``per_step``) attend to random blocks that transformers cannot use: it would put
+block 0 in their place and use full attention for short inputs; and transformers cannot run
+block-sparse attention without random blocks (``num_random_blocks=0``) above its
+full-attention length. Outputs then agree only at the lengths :func:`hf_differences` states;
+``to_hf`` refuses such models unless ``exact=False`` (then it warns with the same sentence).
+
 What does not carry over: HF's pooler (``bert.pooler``, unused by the masked LM; dropped by
-``from_hf``, left at HF's initialisation by ``to_hf``); dnabird's ETC global tokens (HF has
-none, so ETC models cannot be exported); and random blocks: HF BigBird draws its own random
-blocks (and uses block 0 instead in eval mode), so block-sparse outputs agree exactly only
-when no random blocks are used (``num_random_blocks=0``) or with ``original_full``.
+``from_hf``, left at HF's initialisation by ``to_hf``) and dnabird's ETC global tokens (HF
+has none, so ETC models cannot be exported).
 
 transformers is imported only inside these functions (``pip install dnabird[hf]``).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 from dnabird.errors import ConfigError
-from dnabird.model.bigbird import ACTIVATIONS, BigBirdEncoder
-from dnabird.model.config import BigBirdConfig
+from dnabird.model.bigbird import BigBirdEncoder
+from dnabird.model.config import ACTIVATIONS, HF_GLOBAL_BLOCKS, HF_WINDOW_BLOCKS, BigBirdConfig
 from dnabird.model.heads import BigBirdForMaskedLM
-
-#: HF BigBird's fixed block-sparse layout: 2 global blocks (first, last), window of 3.
-HF_GLOBAL_BLOCKS = 2
-HF_WINDOW_BLOCKS = 3
+from dnabird.model.patterns import block_grid, make_pattern
 
 
 def config_from_hf(hf_config: Any, **overrides: Any) -> BigBirdConfig:
-    """A dnabird config equivalent to a ``transformers.BigBirdConfig`` (ITC, g=2, w=3)."""
+    """A dnabird config equivalent to a ``transformers.BigBirdConfig``: ITC, g=2, w=3 and
+    ``random_mode="hf"`` (transformers' eval-mode attention); ``overrides`` win."""
     if getattr(hf_config, "rescale_embeddings", False):
         raise ConfigError("HF BigBird config: rescale_embeddings=True is not supported")
     if not getattr(hf_config, "use_bias", True):
@@ -67,6 +91,7 @@ def config_from_hf(hf_config: Any, **overrides: Any) -> BigBirdConfig:
         num_global_blocks=HF_GLOBAL_BLOCKS,
         num_window_blocks=HF_WINDOW_BLOCKS,
         global_mode="itc",
+        random_mode="hf",
     )
     return BigBirdConfig(**{**fields, **overrides})
 
@@ -148,11 +173,49 @@ def key_map(num_layers: int, masked_lm: bool) -> dict[str, str]:
     return mapping
 
 
+def hf_differences(config: BigBirdConfig) -> str | None:
+    """Where transformers' BigBird (eval mode) computes other attention than a model with
+    ``config``, as one sentence; None when the two agree at every length.
+
+    transformers uses full attention for inputs of at most ``X = (5 + 2r) * b`` tokens and,
+    above, block 0 in every random slot; without random blocks (``r = 0``) it cannot run
+    above ``X`` at all (a reshape error). A ``random_mode="hf"`` model computes exactly that;
+    another block-sparse model agrees below ``X`` only while its pattern covers every block
+    pair (checked on the pattern of every layer) and never above ``X``.
+    """
+    if config.attention_type == "original_full":
+        return None
+    b, r = config.block_size, config.num_random_blocks
+    full_up_to = min((5 + 2 * r) * b, config.max_position_embeddings)
+    if config.random_mode == "hf":
+        if r:
+            return None
+        covered = full_up_to
+    else:
+        covered = 0  # ours is full attention for inputs of up to `covered` tokens
+        for num_blocks in range(1, math.ceil(full_up_to / b) + 1):
+            layers = range(config.num_hidden_layers)
+            if not all(block_grid(make_pattern(config, num_blocks, i)).all() for i in layers):
+                break
+            covered = min(num_blocks * b, full_up_to)
+    if r:
+        above = f"in eval mode, block 0 in place of this model's {r} random blocks above"
+    else:
+        above = "fails on longer inputs without random blocks (num_random_blocks 0)"
+    return (
+        f"transformers' BigBird uses full attention for inputs of at most {full_up_to} tokens "
+        f"and {above} (this model: random_mode {config.random_mode!r}), so outputs agree "
+        f"only for inputs of at most {covered} tokens"
+    )
+
+
 def from_hf(hf_model: Any, **config_overrides: Any) -> BigBirdEncoder | BigBirdForMaskedLM:
     """Convert ``transformers.BigBirdForMaskedLM`` -> :class:`BigBirdForMaskedLM`, or
     ``transformers.BigBirdModel`` -> :class:`BigBirdEncoder` (weights copied; eval mode
-    follows the source). ``config_overrides`` set dnabird-only fields (e.g.
-    ``attention_backend``) or change ``attention_type``."""
+    follows the source). The model gets ``random_mode="hf"``, so in eval mode it computes
+    what the source computes at every length (see the module docstring).
+    ``config_overrides`` set dnabird-only fields (e.g. ``attention_backend``) or change
+    ``attention_type`` or ``random_mode``."""
     import transformers
 
     masked_lm = isinstance(hf_model, transformers.BigBirdForMaskedLM)
@@ -161,6 +224,16 @@ def from_hf(hf_model: Any, **config_overrides: Any) -> BigBirdEncoder | BigBirdF
             f"from_hf converts BigBirdModel or BigBirdForMaskedLM, not {type(hf_model).__name__}"
         )
     config = config_from_hf(hf_model.config, **config_overrides)
+    live = (hf_model.bert if masked_lm else hf_model).attention_type
+    if live != hf_model.config.attention_type:
+        warnings.warn(
+            f"from_hf: this transformers model switched to {live} after a short input and "
+            f"stays there; the converted model follows its config ({config.attention_type}, "
+            f"full attention only up to {config.full_attention_max_tokens} tokens), as the "
+            "checkpoint does when freshly loaded",
+            UserWarning,
+            stacklevel=2,
+        )
     model = BigBirdForMaskedLM(config) if masked_lm else BigBirdEncoder(config)
     hf_state = hf_model.state_dict()
     names = key_map(config.num_hidden_layers, masked_lm)
@@ -169,9 +242,15 @@ def from_hf(hf_model: Any, **config_overrides: Any) -> BigBirdEncoder | BigBirdF
     return model.train(hf_model.training)
 
 
-def to_hf(model: BigBirdEncoder | BigBirdForMaskedLM) -> Any:
+def to_hf(model: BigBirdEncoder | BigBirdForMaskedLM, *, exact: bool = True) -> Any:
     """Convert :class:`BigBirdForMaskedLM` -> ``transformers.BigBirdForMaskedLM`` or
-    :class:`BigBirdEncoder` -> ``transformers.BigBirdModel`` (without pooler)."""
+    :class:`BigBirdEncoder` -> ``transformers.BigBirdModel`` (without pooler).
+
+    The converted model computes what ``model`` computes in eval mode at every length when
+    :func:`hf_differences` finds nothing (``original_full``, or ``random_mode="hf"``).
+    Otherwise ``exact=True`` refuses with a ConfigError saying where outputs would differ;
+    ``exact=False`` converts anyway and warns the same.
+    """
     import transformers
 
     masked_lm = isinstance(model, BigBirdForMaskedLM)
@@ -181,6 +260,14 @@ def to_hf(model: BigBirdEncoder | BigBirdForMaskedLM) -> Any:
         )
     config = model.config
     hf_config = config_to_hf(config)
+    differences = hf_differences(config)
+    if differences and exact:
+        raise ConfigError(
+            f"to_hf: {differences}; convert a model with random_mode hf or attention_type "
+            "original_full, or pass exact=False to convert anyway"
+        )
+    if differences:
+        warnings.warn(f"to_hf: {differences}", UserWarning, stacklevel=2)
     if masked_lm:
         hf_model = transformers.BigBirdForMaskedLM(hf_config)
     else:

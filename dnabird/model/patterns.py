@@ -11,7 +11,9 @@ layer and head, query block ``i`` sees (paper, Zaheer et al. 2020, Fig. 1 and Ta
   ``(random_seed, layer, step)`` with ``random_mode="per_step"`` during training.
 
 A global query block sees every block. The pattern is the same in training and evaluation
-(unlike Hugging Face's BigBird, which replaces random blocks by block 0 in eval mode).
+(unlike Hugging Face's BigBird, which draws new random blocks at every training forward and
+puts block 0 in every random slot in eval mode; ``random_mode="hf"`` reproduces the latter:
+its patterns have no random blocks, and the encoder counts block 0 ``1 + r`` times).
 
 Shapes: ``H`` heads, ``NB`` blocks, ``K`` key blocks per row at most, ``R`` random slots,
 ``L = NB * block_size`` tokens. Block indices are 0-based; index ``-1`` pads unused slots.
@@ -172,12 +174,16 @@ def make_pattern(config, num_blocks: int, layer: int, step: int | None = None) -
 
     ``config`` is a :class:`~dnabird.model.config.BigBirdConfig`. Random blocks are seeded by
     ``(config.random_seed, layer)``; with ``random_mode == "per_step"`` and a training
-    ``step`` given, by ``(config.random_seed, layer, step)`` instead. ``num_blocks`` counts
-    the prepended global-token blocks in ETC mode.
+    ``step`` given, by ``(config.random_seed, layer, step)`` instead. With
+    ``random_mode == "hf"`` there are none: transformers' eval mode fills every random slot
+    with block 0, which is global already (the encoder weighs it, see
+    :func:`dnabird.model.bigbird.weigh_first_block`). ``num_blocks`` counts the prepended
+    global-token blocks in ETC mode.
     """
     seed = [config.random_seed, layer]
     if config.random_mode == "per_step" and step is not None:
         seed.append(step)
+    num_random_blocks = 0 if config.random_mode == "hf" else config.num_random_blocks
     return build_pattern(
         num_blocks=num_blocks,
         block_size=config.block_size,
@@ -186,7 +192,7 @@ def make_pattern(config, num_blocks: int, layer: int, step: int | None = None) -
             num_blocks, config.num_global_blocks, config.global_mode
         ),
         num_window_blocks=config.num_window_blocks,
-        num_random_blocks=config.num_random_blocks,
+        num_random_blocks=num_random_blocks,
         seed=seed,
     )
 

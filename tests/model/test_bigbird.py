@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import subprocess
 import sys
 
@@ -11,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from dnabird.errors import InputError
-from dnabird.model import BigBirdConfig, BigBirdEncoder
+from dnabird.model import BigBirdConfig, BigBirdEncoder, bigbird
+from dnabird.model.attention import sparse_attention
+from dnabird.model.config import ACTIVATIONS, ATTENTION_BACKENDS
 from dnabird.model.patterns import block_grid
 
 
@@ -233,3 +236,120 @@ def test_blocked_backend_matches_the_dense_oracle_in_the_whole_encoder(seed, glo
     grads = dict(dense.named_parameters())
     for name, param in blocked.named_parameters():
         torch.testing.assert_close(param.grad, grads[name].grad, atol=1e-9, rtol=1e-9)
+
+
+WEIGH_CASES = [
+    pytest.param(name, "cpu", marks=[pytest.mark.slow] if name == "flex" else [], id=name)
+    for name in ATTENTION_BACKENDS  # flex on the CPU compiles for 30 s
+    if name != "auto"
+] + [pytest.param("flex", "cuda", marks=pytest.mark.gpu, id="flex-cuda")]
+
+
+@pytest.mark.parametrize(("backend", "device"), WEIGH_CASES)
+def test_weigh_first_block_counts_block_0_one_plus_r_times_in_ordinary_rows(seed, backend, device):
+    """transformers' eval mode, from its definition: softmax where the keys of block 0 count
+    1 + r times for ordinary (non-global) query blocks, computed by hand, equals attention
+    with the extra channel of weigh_first_block (head width 17), on every backend."""
+    config = tiny(block_size=4, num_random_blocks=2, random_mode="hf")
+    nb, b, r, heads, dim = 8, 4, 2, config.num_attention_heads, config.head_dim
+    pattern = BigBirdEncoder(config).layer_patterns(nb)[0]
+    q, k, v = (torch.randn(2, heads, nb * b, dim) for _ in range(3))
+    weighted = bigbird.weigh_first_block(
+        q.to(device), k.to(device), v.to(device), pattern, math.log1p(r)
+    )
+    got = sparse_attention(*weighted, pattern, backend=backend)[..., :dim].cpu()
+    scores = q @ k.transpose(-1, -2) / dim**0.5  # [B, H, L, L]
+    allowed = block_grid(pattern).repeat_interleave(b, 1).repeat_interleave(b, 2)  # [H, L, L]
+    counts = torch.ones(nb * b, nb * b)
+    counts[b : (nb - 1) * b, :b] = 1 + r  # ordinary query rows x keys of block 0
+    weights = torch.where(allowed, counts * (scores - scores.amax(-1, keepdim=True)).exp(), 0)
+    expected = weights / weights.sum(-1, keepdim=True) @ v
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_random_mode_hf_is_full_attention_up_to_transformers_length_then_sparse(seed):
+    """random_mode "hf", block 16, r = 3: full attention up to (5 + 6) * 16 = 176 tokens
+    (exactly the full model), block-sparse above."""
+    hf_mode = BigBirdEncoder(tiny(random_mode="hf", attention_backend="dense")).eval()
+    full = BigBirdEncoder(tiny(attention_type="original_full")).eval()
+    full.load_state_dict(hf_mode.state_dict())
+    for length, same in [(176, True), (100, True), (177, False)]:
+        ids = random_ids(hf_mode.config, 2, length)
+        difference = (hf_mode(ids) - full(ids)).abs().max()
+        assert (difference < 1e-5) == same, length
+
+
+def test_random_mode_hf_without_random_blocks_is_the_plain_window_and_globals(seed):
+    """With r = 0 there is nothing to weigh: above 80 tokens the "hf" model computes what a
+    "fixed" model without random blocks computes."""
+    config = tiny(num_random_blocks=0, attention_backend="dense")
+    fixed = BigBirdEncoder(config).eval()
+    hf_mode = BigBirdEncoder(dataclasses.replace(config, random_mode="hf")).eval()
+    hf_mode.load_state_dict(fixed.state_dict())
+    ids = random_ids(config, 2, 150)
+    torch.testing.assert_close(hf_mode(ids), fixed(ids), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("make_ids", "extra", "message"),
+    [
+        (lambda: torch.zeros(2, 10), {}, "integer token ids; got a tensor of dtype float32"),
+        (lambda: torch.zeros(10, dtype=torch.long), {}, r"\[batch, length\]"),
+        (lambda: [[5, 6, 7]], {}, "got list"),
+        (lambda: torch.zeros(2, 0, dtype=torch.long), {}, "is empty"),
+        (lambda: torch.full((2, 10), 512), {}, r"from 512 to 512, outside the vocabulary 0\.\.511"),
+        (lambda: torch.full((2, 10), -1), {}, "outside the vocabulary"),
+        (
+            lambda: torch.ones(2, 10, dtype=torch.long),
+            {"attention_mask": torch.ones(2, 9)},
+            r"attention_mask must have the shape of input_ids \[2, 10\]",
+        ),
+        (
+            lambda: torch.ones(2, 10, dtype=torch.long),
+            {"attention_mask": torch.full((2, 10), 2)},
+            "0 \\(padding\\) or 1",
+        ),
+        (
+            lambda: torch.ones(2, 10, dtype=torch.long),
+            {"token_type_ids": torch.full((2, 10), 2)},
+            r"token_type_ids must be in 0\.\.1",
+        ),
+        (
+            lambda: torch.ones(2, 10, dtype=torch.long),
+            {"token_type_ids": torch.zeros(2, 10)},
+            "token_type_ids must hold integers",
+        ),
+    ],
+)
+def test_inputs_the_encoder_cannot_take_are_one_line_input_errors(make_ids, extra, message):
+    """Before: IndexError tracebacks from the embedding ("index out of range in self"),
+    a silently accepted mask value 2, or a ConfigError about blocks for an empty input."""
+    encoder = BigBirdEncoder(tiny())
+    with pytest.raises(InputError, match=message) as info:
+        encoder(make_ids(), **extra)
+    assert "\n" not in str(info.value)
+
+
+def test_integer_ids_of_any_width_give_the_int64_result(seed):
+    config = tiny(attention_backend="dense")
+    encoder = BigBirdEncoder(config).eval()
+    ids = random_ids(config, 2, 40)
+    types = torch.randint(0, 2, ids.shape)
+    expected = encoder(ids, token_type_ids=types)
+    for dtype in (torch.int32, torch.int16):
+        got = encoder(ids.to(dtype), token_type_ids=types.to(dtype))
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+def test_every_activation_name_builds_its_formula():
+    """One table (config.ACTIVATIONS) names the activations; each builds the formula of
+    transformers' ACT2FN entry of that name."""
+    x = torch.linspace(-4, 4, 201, dtype=torch.float64)
+    formulas = {
+        "gelu": 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
+        "gelu_new": 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+        "relu": x.clamp_min(0),
+    }
+    assert set(ACTIVATIONS) == set(formulas)
+    for name, expected in formulas.items():
+        torch.testing.assert_close(bigbird.make_activation(name)(x), expected)

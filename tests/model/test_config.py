@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pydoc
+import subprocess
+import sys
 
 import pytest
 
+from dnabird.docstrings import field_docs
 from dnabird.errors import ConfigError
 from dnabird.model.config import PRESETS, BigBirdConfig
 
@@ -58,6 +63,12 @@ def test_num_global_tokens_only_for_etc():
         ({"random_mode": "always"}, "random_mode must be one of"),
         ({"hidden_act": "swish"}, "hidden_act must be one of"),
         ({"layer_norm_eps": 0.0}, "layer_norm_eps"),
+        # Wrong types (e.g. strings in a hand-edited config.json) were TypeError tracebacks.
+        ({"hidden_dropout_prob": "0.1"}, "hidden_dropout_prob must be a finite number"),
+        ({"layer_norm_eps": None}, "layer_norm_eps must be a finite number"),
+        ({"initializer_range": float("inf")}, "initializer_range must be a finite number"),
+        ({"hidden_act": ["gelu"]}, "hidden_act must be a string"),
+        ({"attention_type": 1}, "attention_type must be a string"),
     ],
 )
 def test_invalid_fields_raise_one_line_config_error(overrides, message):
@@ -92,3 +103,59 @@ def test_load_errors_name_the_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match=f"{bad}: not valid JSON"):
         BigBirdConfig.load(bad)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"global_mode": "etc"}, {"num_global_blocks": 4}, {"num_window_blocks": 5}],
+)
+def test_random_mode_hf_needs_transformers_layout(overrides):
+    with pytest.raises(ConfigError, match="random_mode hf needs transformers' layout"):
+        BigBirdConfig.preset("tiny", random_mode="hf", **overrides)
+
+
+def test_full_attention_max_tokens_is_transformers_rule_in_hf_mode_only():
+    # transformers: block_sparse falls back to full attention when
+    # seq_length <= (5 + 2 * num_random_blocks) * block_size.
+    assert BigBirdConfig.preset("tiny", random_mode="hf").full_attention_max_tokens == 11 * 16
+    hf = BigBirdConfig.preset("tiny", random_mode="hf", num_random_blocks=0, block_size=64)
+    assert hf.full_attention_max_tokens == 5 * 64
+    assert BigBirdConfig.preset("tiny").full_attention_max_tokens == 0
+    assert BigBirdConfig.preset("tiny", random_mode="per_step").full_attention_max_tokens == 0
+
+
+def normalised(text: str) -> str:
+    """Words of ``text`` joined by single spaces, without pydoc's `` |  `` line margins."""
+    return " ".join(" ".join(line.lstrip(" |") for line in text.splitlines()).split())
+
+
+def test_help_shows_every_field_with_its_docstring():
+    """help()/pydoc show each field's attribute docstring (Python drops those at run time;
+    the class docstring now carries them). Checked against hand-copied texts and for every
+    field."""
+    rendered = normalised(pydoc.render_doc(BigBirdConfig, renderer=pydoc.plaintext))
+    assert "block_size (int, default 64) Tokens per attention block (b)." in rendered
+    assert (
+        "hidden_dropout_prob (float, default 0.1) Dropout on embeddings and on each "
+        "sub-layer's output, in [0, 1)." in rendered
+    )
+    docs = field_docs(BigBirdConfig)
+    for field in dataclasses.fields(BigBirdConfig):
+        assert docs.get(field.name), f"{field.name} has no docstring"
+        assert f"{field.name} ({field.type}, default {field.default!r})" in rendered
+        assert normalised(docs[field.name]) in rendered, field.name
+
+
+def test_configs_are_read_without_torch():
+    """dnabird.model loads names on first use: reading and validating a model config needs
+    no torch (a run config is checked before any work, and quickly)."""
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "from dnabird.model import PRESETS, BigBirdConfig\n"
+        "import dnabird.model.config\n"
+        "print(BigBirdConfig.preset('tiny', random_mode='hf').full_attention_max_tokens)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "176"

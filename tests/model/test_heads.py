@@ -241,7 +241,11 @@ def test_classifier_starts_from_a_pretrained_masked_lm(seed, tmp_path):
     config = tiny(attention_type="original_full")
     mlm = BigBirdForMaskedLM(config).eval()
     mlm.save_pretrained(tmp_path)
-    classifier = BigBirdForSequenceClassification.from_pretrained(tmp_path, num_labels=2).eval()
+    with pytest.raises(ConfigError, match="holds a BigBirdForMaskedLM"):  # no silent new head
+        BigBirdForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    classifier = BigBirdForSequenceClassification.from_pretrained(
+        tmp_path, new_head=True, num_labels=2
+    ).eval()
     ids, mask = inputs(config)
     torch.testing.assert_close(
         classifier(ids, attention_mask=mask).hidden_states,
@@ -273,3 +277,92 @@ def test_set_pattern_step_reaches_the_encoder():
     model = BigBirdForMaskedLM(tiny(random_mode="per_step"))
     model.set_pattern_step(12)
     assert model.encoder.pattern_step == 12
+
+
+def test_model_output_reads_like_transformers_outputs(seed):
+    """transformers' outputs are dicts of their non-None fields (loss, logits, ...):
+    ``out[0]`` is the loss when there is one, the logits otherwise."""
+    config = tiny(attention_type="original_full")
+    model = BigBirdForSequenceClassification(config, num_labels=3).eval()
+    ids, mask = inputs(config)
+    plain = model(ids, attention_mask=mask)
+    assert plain.keys() == ("logits", "hidden_states") and list(plain) == list(plain.keys())
+    assert len(plain) == 2 and "logits" in plain and "loss" not in plain and 0 not in plain
+    assert plain[0] is plain.logits and plain["logits"] is plain.logits
+    assert plain[1] is plain["hidden_states"] is plain.hidden_states
+    assert plain.to_tuple() == plain.values() == (plain.logits, plain.hidden_states)
+    with pytest.raises(KeyError):
+        plain["loss"]
+    with pytest.raises(IndexError):
+        plain[2]
+    labelled = model(ids, attention_mask=mask, labels=torch.tensor([0, 2, 1]))
+    assert labelled.keys() == ("loss", "logits", "hidden_states")
+    assert labelled[0] is labelled.loss and labelled[1] is labelled.logits
+    assert labelled[-1] is labelled.hidden_states and labelled[:2] == (labelled.loss, labelled[1])
+    assert dict(labelled) == dict(labelled.items())
+    assert list(dict(labelled)) == ["loss", "logits", "hidden_states"]
+
+
+def test_model_output_fields_are_documented():
+    import pydoc
+
+    text = " ".join(pydoc.render_doc(ModelOutput, renderer=pydoc.plaintext).split())
+    for name, phrase in [
+        ("loss", "Scalar (0-d) float32 training loss"),
+        ("logits", "masked LM ``[B, L, V]``"),
+        ("hidden_states", "Output of the last encoder layer, ``[B, L, C]``"),
+    ]:
+        assert name in text and phrase in text
+
+
+B, L = 3, 70  # inputs() shape
+BAD_LABELS = [
+    pytest.param(
+        "mlm", torch.zeros(B, L - 1, dtype=torch.long), r"of shape \[3, 70\]", id="mlm-shape"
+    ),
+    pytest.param("mlm", torch.zeros(B, L), "integer class ids", id="mlm-float"),
+    pytest.param("mlm", torch.full((B, L), 512), "found 512", id="mlm-id-past-vocab"),
+    pytest.param("mlm", torch.full((B, L), -5), "found -5", id="mlm-negative-id"),
+    pytest.param("cls", torch.tensor([0, 3, 1]), r"0\.\.2 .*found 3 \(labels\[1\]\)", id="cls-k"),
+    pytest.param("cls", torch.tensor([[0], [1], [2]]), r"of shape \[3\]", id="cls-shape"),
+    pytest.param("cls", torch.tensor([0.0, 1.0, 2.0]), "integer class ids", id="cls-float"),
+    pytest.param("reg", torch.tensor([0.5, float("nan"), 1.0]), "finite", id="reg-nan"),
+    pytest.param("reg", torch.ones(B, 1), r"of shape \[3\]", id="reg-shape"),
+    pytest.param("multilabel", torch.full((B, 5), 2.0), r"numbers in \[0, 1\]", id="ml-2"),
+    pytest.param("multilabel", torch.full((B, 5), float("nan")), "found nan", id="ml-nan"),
+    pytest.param("multilabel", torch.ones(B, 4), r"of shape \[3, 5\]", id="ml-shape"),
+    pytest.param("token", torch.full((B, L), 4), "found 4", id="token-k"),
+    pytest.param("token", torch.zeros(B, L, 4), r"of shape \[3, 70\]", id="token-shape"),
+    pytest.param("qa", torch.zeros(B, dtype=torch.long), r"of shape \[3, 2\]", id="qa-shape"),
+    pytest.param("qa", torch.zeros(B, 2), "integer token indices", id="qa-float"),
+]
+
+
+@pytest.mark.parametrize(("head", "labels", "message"), BAD_LABELS)
+def test_labels_of_the_wrong_shape_type_or_range_are_one_line_input_errors(
+    seed, head, labels, message
+):
+    """Before, these crashed inside the loss (IndexError, "Target 3 is out of bounds"),
+    broadcast silently ([B, 1] regression targets against [B] predictions: a wrong loss)
+    or returned NaN."""
+    config = tiny(attention_type="original_full")
+    model = (
+        BigBirdForSequenceClassification(config, num_labels=1)
+        if head == "reg"
+        else build(head, config)
+    )
+    ids, mask = inputs(config)
+    with pytest.raises(InputError, match=message) as info:
+        model(ids, attention_mask=mask, labels=labels)
+    assert "\n" not in str(info.value) and type(model).__name__ in str(info.value)
+
+
+def test_sequence_classification_all_ignored_labels_give_zero_loss_not_nan(seed):
+    config = tiny(attention_type="original_full")
+    model = BigBirdForSequenceClassification(config, num_labels=3)
+    ids, mask = inputs(config)
+    out = model(ids, attention_mask=mask, labels=torch.full((3,), -100))
+    assert out.loss.item() == 0.0
+    some = model(ids, attention_mask=mask, labels=torch.tensor([-100, 2, 0]))
+    expected = F.cross_entropy(some.logits[1:], torch.tensor([2, 0]))
+    torch.testing.assert_close(some.loss, expected)

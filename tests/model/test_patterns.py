@@ -88,6 +88,18 @@ def test_step_only_matters_in_per_step_mode():
     )
 
 
+def test_hf_mode_pattern_is_transformers_layout_without_random_blocks():
+    """transformers' eval mode puts block 0 (global already) in every random slot: the
+    pattern is global + window only, at every layer and step (the encoder weighs block 0)."""
+    hf = config(random_mode="hf", num_attention_heads=4)
+    for layer, step in [(0, None), (1, 7)]:
+        pattern = make_pattern(hf, 12, layer, step=step)
+        assert (pattern.random_blocks == -1).all()
+        assert rows_of(pattern, 3)[5] == [0, 11, 4, 5, 6]
+        assert rows_of(pattern, 0)[1] == [0, 11, 1, 2]
+        assert rows_of(pattern, 2)[0] == list(range(12))
+
+
 def test_dense_mask_matches_block_lists():
     pattern = build_pattern(7, 3, 2, [0, 6], 3, 2, seed=3)
     mask = dense_mask(pattern)
