@@ -59,8 +59,7 @@ def seconds_per_step(model_config, max_length: int, batch_size: int) -> float:
     times = []
     for _ in range(4):
         start = time.perf_counter()
-        logits, targets = module(batch)
-        torch.nn.functional.cross_entropy(logits, targets).backward()
+        module(batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - start)
@@ -95,8 +94,9 @@ def main() -> None:
     from dnabird.genome.preprocess import preprocess
     from dnabird.model import BigBirdConfig
     from dnabird.plots import plot_training_curve
+    from dnabird.tasks.config import load_config
     from dnabird.tasks.evaluate_mlm import evaluate_mlm, ngram_baseline
-    from dnabird.tasks.pretrain_config import load_config
+    from dnabird.tasks.pretrain_config import PretrainConfig
     from dnabird.tasks.pretrain_run import run_pretrain
     from dnabird.testing import shared_data_dir
     from dnabird.tokenizer import train_tokenizer
@@ -154,7 +154,7 @@ def main() -> None:
         ]
         resume = (out / "checkpoints" / "last.ckpt").is_file()
         start = time.perf_counter()
-        export = run_pretrain(load_config(None, overrides), resume=resume)
+        export = run_pretrain(load_config(PretrainConfig, None, overrides), resume=resume)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         held = evaluate_mlm(export, [(f"{name}_held", held_seq)], max_length=max_length, seed=0)

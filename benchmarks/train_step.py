@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 
 import torch
 
@@ -79,8 +78,7 @@ class GatheredLoss(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, labels):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        logits, targets = self.module(batch)
-        return types.SimpleNamespace(loss=torch.nn.functional.cross_entropy(logits, targets))
+        return self.module(batch)  # ModelOutput: logits [N, V] at the labelled tokens, loss
 
 
 def make_step(model, ids, labels, device):

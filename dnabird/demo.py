@@ -129,8 +129,9 @@ def run_demo(
     from dnabird.model import BigBirdConfig
     from dnabird.model.patterns import make_pattern
     from dnabird.plots import plot_block_pattern, plot_training_curve
+    from dnabird.tasks.config import load_config
     from dnabird.tasks.evaluate_mlm import evaluate_mlm, ngram_baseline
-    from dnabird.tasks.pretrain_config import load_config
+    from dnabird.tasks.pretrain_config import PretrainConfig
     from dnabird.tasks.pretrain_run import run_pretrain
     from dnabird.tokenizer import train_tokenizer
 
@@ -185,6 +186,7 @@ def run_demo(
         "attention_probs_dropout_prob": 0.0,
     }
     config = load_config(
+        PretrainConfig,
         None,
         [
             f"out={out / 'pretrain'}",

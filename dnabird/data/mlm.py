@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
+import os
+import signal
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lightning as L
 import numpy as np
@@ -39,9 +42,14 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dnabird.data.masking import IGNORE_INDEX, MaskingConfig, TokenMasker, sequence_rng
 from dnabird.errors import ConfigError
+from dnabird.tokenizer.vocab import CLS_ID, PAD_ID, SEP_ID
 
-CLS_ID, SEP_ID, PAD_ID = 2, 3, 0
-"""Fixed special-token ids (see :mod:`dnabird.tokenizer`)."""
+if TYPE_CHECKING:
+    from dnabird.data.tokens import TokenShards
+    from dnabird.tasks.pretrain_config import MLMDataConfig
+    from dnabird.tokenizer import DNATokenizer
+
+log = logging.getLogger(__name__)
 
 
 class DocumentLike(Protocol):
@@ -60,17 +68,9 @@ class DocumentSource(Protocol):
     def iter_shard(self, shard: Any) -> Iterable[DocumentLike]: ...
 
 
-@dataclass
-class Document:
-    """An in-memory document: token ids of each sentence (no special tokens)."""
-
-    doc_id: str
-    chrom: str
-    sentence_ids: list[np.ndarray]
-
-
 class InMemoryDocuments:
-    """A :class:`DocumentSource` over lists of documents, one list per shard."""
+    """A :class:`DocumentSource` over lists of documents (e.g.
+    :class:`~dnabird.data.tokens.TokenizedDocument`), one list per shard."""
 
     def __init__(self, shards: Sequence[Sequence[DocumentLike]]) -> None:
         self._documents = [list(shard) for shard in shards]
@@ -93,12 +93,21 @@ class DocumentSplit:
     seed: int = 0
     """Seed of the hash behind ``val_fraction``."""
 
+    @property
+    def enabled(self) -> bool:
+        """Whether any document can be validation."""
+        return bool(self.val_chromosomes) or self.val_fraction > 0
+
     def is_validation(self, doc: DocumentLike) -> bool:
-        if doc.chrom in self.val_chromosomes:
+        return self.holds(doc.doc_id, doc.chrom)
+
+    def holds(self, doc_id: str, chrom: str) -> bool:
+        """Whether the document ``doc_id`` on ``chrom`` is validation."""
+        if chrom in self.val_chromosomes:
             return True
         if self.val_fraction <= 0:
             return False
-        digest = hashlib.blake2b(f"{self.seed}:{doc.doc_id}".encode(), digest_size=8).digest()
+        digest = hashlib.blake2b(f"{self.seed}:{doc_id}".encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") / 2.0**64 < self.val_fraction
 
 
@@ -249,9 +258,11 @@ class PackedMLMDataset(IterableDataset):
                 produced = True
                 yield item
             if not produced and self.train:
+                split = self.split is not None and self.split.enabled
                 raise ConfigError(
                     f"reader {slot} of {readers} got no training sequence in epoch {epoch}; "
-                    "the data has too few documents for this many ranks x workers"
+                    "the data has too few training documents for this many ranks x workers"
+                    + (" (or the validation split takes them)" if split else "")
                 )
 
     def sample(self, key: tuple, body: np.ndarray) -> dict[str, torch.Tensor]:
@@ -288,49 +299,103 @@ def make_masker(masking: MaskingConfig, tokenizer) -> TokenMasker:
     return TokenMasker(masking, tokenizer.vocab_size, fixed, tokenizer.mask_token_id)
 
 
-@dataclass
-class MLMDataConfig:
-    """Where the tokens are and how they become batches."""
+def _ignore_interrupts(worker_id: int) -> None:
+    """DataLoader workers ignore Ctrl-C: the main process stops training at a step boundary
+    (:mod:`dnabird.tasks.callbacks`) and needs its workers until then."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    tokens: str = ""
-    """Token folder written by ``dnabird tokenize`` (holds ``tokenizer/``)."""
-    max_length: int = 4096
-    """Tokens per sequence, ``[CLS]``/``[SEP]`` included (the paper: 4096)."""
-    batch_size: int = 8
-    """Sequences per batch and device (effective batch = this x devices x accumulation)."""
-    num_workers: int = 0
-    """DataLoader worker processes per device."""
-    mix_documents: bool = False
-    """Pack several documents into one sequence (``[SEP]`` between them)."""
-    shuffle_buffer: int = 256
-    """Sequences in the training shuffle buffer."""
-    val_chromosomes: list[str] = field(default_factory=list)
-    """Documents on these chromosomes are held out for validation."""
-    val_fraction: float = 0.0
-    """Fraction of the other documents (hashed doc_id) held out for validation."""
-    val_batches: int = 50
-    """Validation batches per evaluation (0 = no validation)."""
+
+def open_token_folder(tokens: str | os.PathLike, verify: bool = True) -> TokenShards:
+    """The token folder of ``data.tokens`` (checked against its manifest), or a ConfigError
+    naming the key when it is not set or not there."""
+    from dnabird.data.tokens import TokenShards
+
+    if not str(tokens):
+        raise ConfigError(
+            "data.tokens: not set; give the token folder written by `dnabird tokenize` "
+            "(data.tokens=PATH)"
+        )
+    if not Path(tokens).is_dir():
+        raise ConfigError(
+            f"data.tokens={tokens}: folder not found; give the token folder written by "
+            "`dnabird tokenize`"
+        )
+    return TokenShards(tokens, verify=verify)
 
 
 class MLMDataModule(L.LightningDataModule):
-    """Train/validation DataLoaders over a token folder (see :class:`MLMDataConfig`).
+    """Train/validation DataLoaders over a token folder.
+
+    ``config``: the run's ``data`` section
+    (:class:`~dnabird.tasks.pretrain_config.MLMDataConfig`); ``tokenizer``: the
+    :class:`~dnabird.tokenizer.DNATokenizer` the tokens were made with (checked against the
+    token folder's manifest). Building it checks the validation split: ConfigError when it
+    takes every document or names chromosomes the tokens do not have.
 
     The training loader resumes exactly: it skips ``trainer.global_step x
     accumulate_grad_batches`` batches of the (deterministic) stream, the number a restored
     run has consumed.
     """
 
-    def __init__(self, config: MLMDataConfig, masking: MaskingConfig, seed: int) -> None:
-        from dnabird.data.tokens import TokenShards
-        from dnabird.tokenizer import DNATokenizer
-
+    def __init__(
+        self, config: MLMDataConfig, masking: MaskingConfig, seed: int, tokenizer: DNATokenizer
+    ) -> None:
         super().__init__()
         self.config = config
         self.seed = seed
-        self.shards = TokenShards(config.tokens)
-        self.tokenizer = DNATokenizer.from_pretrained(Path(config.tokens) / "tokenizer")
-        self.masker = make_masker(masking, self.tokenizer)
+        self.shards = open_token_folder(config.tokens)
+        made_by = self.shards.manifest.get("tokenizer_sha256")
+        if made_by and made_by != hashlib.sha256(tokenizer.model_proto).hexdigest():
+            raise ConfigError(
+                f"data.tokens={config.tokens}: these tokens were made by another tokenizer "
+                "than the one given; tokenize the corpus with it, or use the token folder's"
+            )
+        self.tokenizer = tokenizer
+        self.masker = make_masker(masking, tokenizer)
         self.split = DocumentSplit(tuple(config.val_chromosomes), config.val_fraction, seed)
+        self.train_documents, self.val_documents = self._count_split()
+
+    def _count_split(self) -> tuple[int, int]:
+        """(training, validation) documents; ConfigError when training would get none or
+        ``val_chromosomes`` names a chromosome the tokens lack."""
+        import pyarrow.parquet as pq
+
+        total = len(self.shards)
+        if not self.split.enabled:
+            return total, 0
+        chromosomes: set[str] = set()
+        held = 0
+        for path in self.shards.shards:
+            table = pq.read_table(path, columns=["doc_id", "chrom"])
+            chroms = table.column("chrom").to_pylist()
+            chromosomes.update(chroms)
+            ids = table.column("doc_id").to_pylist()
+            held += sum(self.split.holds(i, c) for i, c in zip(ids, chroms, strict=True))
+        chosen = f"data.val_chromosomes={list(self.split.val_chromosomes)}"
+        missing = [c for c in self.split.val_chromosomes if c not in chromosomes]
+        if missing:
+            present = sorted(chromosomes)
+            shown = ", ".join(present[:8]) + (", ..." if len(present) > 8 else "")
+            raise ConfigError(
+                f"{chosen}: no document on {', '.join(missing)} in {self.config.tokens} "
+                f"(its chromosomes: {shown}); use the names of the FASTA"
+            )
+        if held == total:
+            raise ConfigError(
+                f"{chosen} and data.val_fraction={self.split.val_fraction}: the validation "
+                f"split takes every document ({total}) of {self.config.tokens}; leave some "
+                "for training"
+            )
+        if held == 0 and self.config.val_batches > 0:
+            log.warning(
+                "data.val_fraction=%s selects none of the %d documents: no validation "
+                "(raise it or hold out data.val_chromosomes)",
+                self.split.val_fraction,
+                total,
+            )
+        else:
+            log.info("validation split: %d of %d documents", held, total)
+        return total - held, held
 
     def dataset(self, train: bool) -> PackedMLMDataset:
         """The dataset of this rank; for training, positioned after the consumed batches."""
@@ -357,6 +422,7 @@ class MLMDataModule(L.LightningDataModule):
             batch_size=self.config.batch_size,
             num_workers=self.config.num_workers,
             pin_memory=torch.cuda.is_available(),
+            worker_init_fn=_ignore_interrupts,
             # its own generator: starting an iterator must not draw from the global torch
             # generator, or validation would shift dropout and break exact resume
             generator=torch.Generator().manual_seed(self.seed),
@@ -367,9 +433,8 @@ class MLMDataModule(L.LightningDataModule):
 
     @property
     def validates(self) -> bool:
-        """Whether there is a validation split and validation batches to run."""
-        has_split = bool(self.split.val_chromosomes) or self.split.val_fraction > 0
-        return has_split and self.config.val_batches > 0
+        """Whether there are validation documents and validation batches to run."""
+        return self.val_documents > 0 and self.config.val_batches > 0
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(train=False) if self.validates else []

@@ -1,7 +1,14 @@
-"""Training tasks: thin LightningModules around the models, their configs and metrics.
+"""Training tasks: thin LightningModules around the models, their configs, runs and metrics.
 
-Pretraining: :mod:`~dnabird.tasks.pretrain` (the module), :mod:`~dnabird.tasks.pretrain_config`
-(typed config mirrored by ``pipelines/pretrain_*.yaml``), :mod:`~dnabird.tasks.pretrain_run`
-(Trainer, checkpoints, export), :mod:`~dnabird.tasks.evaluate_mlm` (held-out bits per
-character) and :mod:`~dnabird.tasks.metrics`.
+Shared by every training task:
+:mod:`~dnabird.tasks.config` (run configs: ``load_config``, ``RunConfig`` with the ``optim``
+and ``trainer`` sections, the packaged YAML files), :mod:`~dnabird.tasks.base` (the common
+LightningModule: AdamW groups, schedule, RNG state, throughput),
+:mod:`~dnabird.tasks.trainer` (run folder, Trainer, resume, export of the model folder) and
+:mod:`~dnabird.tasks.callbacks` (progress in steps, Ctrl-C).
+
+Pretraining: :mod:`~dnabird.tasks.pretrain_config` (``PretrainConfig``, mirrored by
+``pipelines/pretrain_*.yaml``), :mod:`~dnabird.tasks.pretrain` (the MLM module),
+:mod:`~dnabird.tasks.pretrain_run` (``run_pretrain``); :mod:`~dnabird.tasks.evaluate_mlm`
+(held-out bits per character) and :mod:`~dnabird.tasks.metrics`.
 """

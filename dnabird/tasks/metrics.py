@@ -6,7 +6,9 @@ divided by the number of base pairs those tokens cover (``bp_per_id[token]``, fr
 tokenizer). A token of 8 bp predicted with probability 1/16 costs 4 bits, 0.5 bit per bp.
 
 :class:`MaskedLMMetrics` accumulates the sums over batches (and over DDP ranks, through
-torchmetrics' sync) so epoch values are exact ratios of sums, not means of batch ratios.
+torchmetrics' sync) so epoch values are exact ratios of sums, not means of batch ratios;
+with no predicted token there are no values (:func:`masked_lm_values` is empty), never a
+loss or bpc of 0.
 For held-out evaluation, :func:`per_sequence_bits` gives the same sums per sequence and
 :func:`ratio_standard_error` the standard error of bpc with sequences as the units.
 """
@@ -21,6 +23,9 @@ import torch
 from torchmetrics import Metric
 
 from dnabird.data.masking import IGNORE_INDEX
+
+SUMS = ("nll_nats", "correct", "tokens", "bp")
+"""The sums behind every masked-LM metric (see :func:`masked_lm_sums`)."""
 
 
 def masked_lm_sums(
@@ -43,6 +48,21 @@ def masked_lm_sums(
         "correct": (scores.argmax(dim=-1) == target).sum().double(),
         "tokens": torch.tensor(target.numel(), dtype=torch.float64, device=logits.device),
         "bp": bp_per_id.to(logits.device)[target].sum().double(),
+    }
+
+
+def masked_lm_values(sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Loss (mean nats per predicted token), accuracy, perplexity and bpc (bits per bp) from
+    :func:`masked_lm_sums` (or their total over batches and ranks); an empty dict when no
+    token was predicted, since there is then nothing to report (absent, not zero)."""
+    if float(sums["tokens"]) <= 0:
+        return {}
+    loss = sums["nll_nats"] / sums["tokens"]
+    return {
+        "loss": loss,
+        "accuracy": sums["correct"] / sums["tokens"],
+        "perplexity": torch.exp(loss),
+        "bpc": sums["nll_nats"] / math.log(2) / sums["bp"].clamp(min=1),
     }
 
 
@@ -78,15 +98,15 @@ def ratio_standard_error(numerators: npt.ArrayLike, denominators: npt.ArrayLike)
 
 
 class MaskedLMMetrics(Metric):
-    """Accumulates :func:`masked_lm_sums`; ``compute()`` returns loss (mean nats per
-    predicted token), accuracy, perplexity and bpc (bits per bp)."""
+    """Accumulates :func:`masked_lm_sums`; ``compute()`` returns :func:`masked_lm_values`
+    (empty when no token was predicted: absent, not zero)."""
 
     full_state_update = False
 
     def __init__(self, bp_per_id: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("bp_per_id", torch.as_tensor(bp_per_id, dtype=torch.float64))
-        for name in ("nll_nats", "correct", "tokens", "bp"):
+        for name in SUMS:
             self.add_state(
                 name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
             )
@@ -95,12 +115,11 @@ class MaskedLMMetrics(Metric):
         for name, value in masked_lm_sums(logits, labels, self.bp_per_id).items():
             setattr(self, name, getattr(self, name) + value)
 
+    def sums(self) -> dict[str, torch.Tensor]:
+        """The accumulated :func:`masked_lm_sums` of this process (of all ranks inside
+        ``sync_context()``)."""
+        return {name: getattr(self, name) for name in SUMS}
+
     def compute(self) -> dict[str, torch.Tensor]:
-        tokens = self.tokens.clamp(min=1)
-        loss = self.nll_nats / tokens
-        return {
-            "loss": loss,
-            "accuracy": self.correct / tokens,
-            "perplexity": torch.exp(loss),
-            "bpc": self.nll_nats / math.log(2) / self.bp.clamp(min=1),
-        }
+        """:func:`masked_lm_values` of the sums; empty when nothing was predicted."""
+        return masked_lm_values(self.sums())

@@ -1,148 +1,135 @@
 """``PretrainConfig``: every setting of a pretraining run, as typed dataclasses.
 
-The YAML files in ``pipelines/`` (``pretrain_tiny.yaml``, ``pretrain_grch37.yaml``) mirror
-these classes section by section; ``key.sub=value`` overrides on the command line are
-parsed as YAML values. Unknown keys and wrongly typed values are a :class:`ConfigError`.
+The packaged YAML files (``dnabird/pipelines/pretrain_tiny.yaml``, ``pretrain_grch37.yaml``)
+mirror these classes section by section; read one with
+``load_config(PretrainConfig, "tiny", ["trainer.max_steps=50"])``
+(:func:`dnabird.tasks.config.load_config`). ``out``, ``seed``, ``optim`` and ``trainer``
+come from :class:`~dnabird.tasks.config.RunConfig`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dnabird.data.masking import MaskingConfig
-from dnabird.data.mlm import MLMDataConfig
+from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError
-from dnabird.tasks.pretrain import OptimConfig
+from dnabird.tasks.config import RunConfig, require
+
+if TYPE_CHECKING:
+    from dnabird.model import BigBirdConfig
 
 
+@document_fields
+@dataclass
+class MLMDataConfig:
+    """Where the tokens are and how they become batches (:mod:`dnabird.data.mlm`)."""
+
+    tokens: str = ""
+    """Token folder written by ``dnabird tokenize`` (holds ``tokenizer/``)."""
+    max_length: int = 4096
+    """Tokens per sequence, ``[CLS]``/``[SEP]`` included (the paper: 4096)."""
+    batch_size: int = 8
+    """Sequences per batch and device (effective batch = this x devices x accumulation)."""
+    num_workers: int = 0
+    """DataLoader worker processes per device."""
+    mix_documents: bool = False
+    """Pack several documents into one sequence (``[SEP]`` between them)."""
+    shuffle_buffer: int = 256
+    """Sequences in the training shuffle buffer (0 or 1: no shuffle buffer)."""
+    val_chromosomes: list[str] = field(default_factory=list)
+    """Documents on these chromosomes are held out for validation."""
+    val_fraction: float = 0.0
+    """Fraction of the other documents (hashed doc_id) held out for validation, in [0, 1)."""
+    val_batches: int = 50
+    """Validation batches per evaluation (0 = no validation)."""
+
+    def validate(self, key: str) -> None:
+        require(self.max_length >= 3, f"{key}.max_length", self.max_length, ">= 3")
+        require(self.batch_size >= 1, f"{key}.batch_size", self.batch_size, "a positive integer")
+        for name in ("num_workers", "shuffle_buffer", "val_batches"):
+            require(getattr(self, name) >= 0, f"{key}.{name}", getattr(self, name), ">= 0")
+        fraction = self.val_fraction
+        require(0 <= fraction < 1, f"{key}.val_fraction", fraction, "in [0, 1)")
+
+
+@document_fields
 @dataclass
 class ModelSection:
-    """Which model to train."""
+    """Which model to train: a size preset and the fields that differ from it."""
 
     preset: str = "tiny"
     """Size preset of :class:`~dnabird.model.BigBirdConfig`: tiny, small, base or large."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """BigBirdConfig fields replacing the preset's (``vocab_size`` comes from the tokenizer)."""
 
+    def validate(self, key: str) -> None:
+        require(bool(self.preset), f"{key}.preset", self.preset, "a preset name")
 
+    def build(self, vocab_size: int | None = None, key: str = "model") -> BigBirdConfig:
+        """The BigBirdConfig: preset, then overrides, then ``vocab_size`` (the tokenizer's;
+        None keeps the preset's). Every mistake is a ConfigError naming its key."""
+        import dataclasses
+
+        from dnabird.model import PRESETS, BigBirdConfig
+
+        if self.preset not in PRESETS:
+            close = difflib.get_close_matches(self.preset, PRESETS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(
+                f"{key}.preset={self.preset!r}: unknown preset; {hint}presets: {', '.join(PRESETS)}"
+            )
+        known = [f.name for f in dataclasses.fields(BigBirdConfig)]
+        for name in self.overrides:
+            if name not in known:
+                close = difflib.get_close_matches(str(name), known, n=1)
+                hint = f"did you mean {close[0]}?" if close else "see dnabird.model.BigBirdConfig"
+                raise ConfigError(f"{key}.overrides.{name}: not a BigBirdConfig field; {hint}")
+        overrides = dict(self.overrides)
+        if vocab_size is not None:
+            if overrides.get("vocab_size", vocab_size) != vocab_size:
+                raise ConfigError(
+                    f"{key}.overrides.vocab_size={overrides['vocab_size']}: the tokenizer has "
+                    f"{vocab_size} ids; drop the override"
+                )
+            overrides["vocab_size"] = vocab_size
+        try:
+            return BigBirdConfig.preset(self.preset, **overrides)
+        except ConfigError as err:
+            message = str(err).removeprefix("BigBirdConfig: ")
+            raise ConfigError(f"{key} (preset {self.preset} + overrides): {message}") from None
+
+
+@document_fields
 @dataclass
-class TrainerSection:
-    """Lightning Trainer settings: length, hardware, precision, checkpoints, logs."""
+class PretrainConfig(RunConfig):
+    """A pretraining run: the shared run sections, then data, masking and model."""
 
-    max_steps: int = 1000
-    """Optimizer steps of the run (the schedule decays to 0 here)."""
-    accelerator: str = "auto"
-    """``cpu``, ``gpu`` or ``auto``."""
-    devices: Any = "auto"
-    """Devices per node (int, list or ``auto``)."""
-    num_nodes: int = 1
-    """Nodes (multi-node runs launch through torchrun or SLURM; see the README)."""
-    strategy: str = "auto"
-    """Lightning strategy: ``auto``, ``ddp``, ``fsdp``, ``ddp_spawn``..."""
-    precision: str = "auto"
-    """``auto`` = ``bf16-mixed`` on GPU and ``32-true`` on CPU, or any Lightning precision."""
-    accumulate_grad_batches: int = 1
-    """Batches per optimizer step (effective batch = batch_size x devices x nodes x this)."""
-    gradient_clip_val: float = 1.0
-    """Clip the global gradient norm to this (0 = no clipping)."""
-    log_every_steps: int = 10
-    """Optimizer steps between logged training metrics."""
-    val_every_steps: int = 500
-    """Optimizer steps between validations."""
-    checkpoint_every_steps: int = 500
-    """Optimizer steps between checkpoints (``last.ckpt`` is refreshed each time)."""
-    keep_checkpoints: int = 3
-    """Step checkpoints kept besides ``last.ckpt`` (-1 = all)."""
-
-
-@dataclass
-class PretrainConfig:
-    """A pretraining run: output folder, seed and the sections below."""
+    stage: ClassVar[str] = "pretrain"
+    resumable_changes: ClassVar[tuple[str, ...]] = (
+        *RunConfig.resumable_changes,
+        "data.tokens",  # the token folder is identified by its manifest's checksum
+        "data.num_workers",  # the data stream does not depend on it
+        "data.val_batches",
+    )
 
     out: str = "runs/pretrain"
-    """Run folder: checkpoints/, logs/, model/ (the exported model)."""
-    seed: int = 0
-    """Seed of initialisation, shuffling, masking and validation split."""
+    """Run folder: checkpoints/, logs/, model/ (the exported model), manifest.json."""
     data: MLMDataConfig = field(default_factory=MLMDataConfig)
+    """The token folder and how it becomes batches; the validation split."""
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    """Which tokens are predicted and how they are corrupted (BERT's 80/10/10)."""
     model: ModelSection = field(default_factory=ModelSection)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerSection = field(default_factory=TrainerSection)
+    """The model's size preset and overrides."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _coerce(value: Any, default: Any, annotation: str, where: str) -> Any:
-    if annotation == "Any":
-        return value
-    if dataclasses.is_dataclass(default):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return _build(type(default), value, where)
-    if isinstance(default, bool) or isinstance(value, bool):
-        if not isinstance(value, bool) or not isinstance(default, bool):
-            raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
-        return value
-    if isinstance(default, float) and isinstance(value, int):
-        return float(value)
-    if isinstance(default, float) and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
-    if isinstance(default, (int, float, str, list, dict)) and not isinstance(value, type(default)):
-        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
-    return value
-
-
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    defaults = cls()
-    annotations = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(annotations))
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key(s) {', '.join(unknown)}")
-    kwargs = {
-        name: _coerce(
-            value, getattr(defaults, name), annotations[name], f"{where}.{name}" if where else name
-        )
-        for name, value in values.items()
-    }
-    return cls(**kwargs)
-
-
-def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: {key} is not a section")
-    node[keys[-1]] = value
-
-
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> PretrainConfig:
-    """Read a YAML config (or start from defaults when ``path`` is None) and apply
-    ``key.sub=value`` overrides (values parsed as YAML)."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key.sub=value")
-        _set_path(tree, key.strip(), yaml.safe_load(text))
-    return _build(PretrainConfig, tree, "")
+    def check(self, hardware: bool = True) -> None:
+        super().check(hardware)
+        model = self.model.build()
+        if model.max_position_embeddings < self.data.max_length:
+            raise ConfigError(
+                f"data.max_length={self.data.max_length} exceeds the model's "
+                f"max_position_embeddings={model.max_position_embeddings}; lower data.max_length "
+                "or raise model.overrides.max_position_embeddings"
+            )

@@ -16,12 +16,12 @@ from dnabird.data.mlm import (
     CLS_ID,
     PAD_ID,
     SEP_ID,
-    Document,
     DocumentSplit,
     InMemoryDocuments,
     PackedMLMDataset,
     pack_sentences,
 )
+from dnabird.data.tokens import TokenizedDocument
 from dnabird.errors import ConfigError
 
 VOCAB = 64
@@ -37,7 +37,9 @@ def _corpus(shards: int = 3, docs_per_shard: int = 5, seed: int = 0) -> InMemory
         for d in range(docs_per_shard):
             lengths = rng.integers(1, 30, size=rng.integers(1, 8))
             sentences = [rng.integers(12, VOCAB, size=n) for n in lengths]
-            docs.append(Document(f"s{s}d{d}", "chr1" if d % 4 else "chr2", sentences))
+            docs.append(
+                TokenizedDocument(f"s{s}d{d}", "chr1" if d % 4 else "chr2", sentence_ids=sentences)
+            )
         out.append(docs)
     return InMemoryDocuments(out)
 
@@ -158,7 +160,7 @@ def test_split_train_and_validation_are_disjoint_and_complete() -> None:
     assert train and val and not train & val
     assert train | val == _all_keys(source)
     # the fraction is about right over many documents
-    docs = [Document(f"d{i}", "chr1", []) for i in range(4000)]
+    docs = [TokenizedDocument(f"d{i}", "chr1") for i in range(4000)]
     share = np.mean([split.is_validation(d) for d in docs])
     assert abs(share - 0.3) < 0.03
 
@@ -203,7 +205,7 @@ def test_skip_batches_resumes_the_same_stream(num_workers: int) -> None:
 
 
 def test_too_few_documents_for_readers_is_config_error() -> None:
-    source = InMemoryDocuments([[Document("a", "chr1", [np.arange(12, 20)])]])
+    source = InMemoryDocuments([[TokenizedDocument("a", "chr1", sentence_ids=[np.arange(12, 20)])]])
     ds = _dataset(source, rank=1, world_size=2)
     with pytest.raises(ConfigError, match="no training sequence"):
         next(iter(ds))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import lightning as L
 
-from dnabird.tasks.pretrain_config import load_config
+from dnabird.tasks.config import load_config
+from dnabird.tasks.pretrain_config import PretrainConfig
 from dnabird.tasks.pretrain_run import run_pretrain
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     overrides = [
         f"{k}={json.dumps(v)}" for k, v in json.loads(Path(args.config).read_text()).items()
     ]
-    config = load_config(None, overrides)
+    config = load_config(PretrainConfig, None, overrides)
     run_pretrain(config, resume=args.resume, callbacks=[RecordBatches(args.record, args.die_at)])
 
 

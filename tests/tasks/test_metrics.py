@@ -12,6 +12,7 @@ from dnabird.data.masking import IGNORE_INDEX
 from dnabird.tasks.metrics import (
     MaskedLMMetrics,
     masked_lm_sums,
+    masked_lm_values,
     per_sequence_bits,
     ratio_standard_error,
 )
@@ -81,3 +82,12 @@ def test_ratio_standard_error_by_hand() -> None:
     assert ratio_standard_error([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == 0
     assert math.isnan(ratio_standard_error([3.0], [2.0]))
     assert math.isnan(ratio_standard_error([0.0, 0.0], [0.0, 0.0]))
+
+
+def test_no_predicted_token_means_no_values_not_zeros() -> None:
+    bp_per_id = torch.tensor([0] * 5 + [8] * 11)
+    labels = torch.full((1, 3), IGNORE_INDEX)
+    assert masked_lm_values(masked_lm_sums(torch.zeros(1, 3, 16), labels, bp_per_id)) == {}
+    metric = MaskedLMMetrics(bp_per_id)
+    metric.update(torch.zeros(1, 3, 16), labels)
+    assert metric.compute() == {}

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from dnabird.errors import ConfigError
-from dnabird.tasks.pretrain import PretrainModule, warmup_linear_decay
-from dnabird.tasks.pretrain_config import load_config
+from dnabird.tasks.base import warmup_linear_decay
+from dnabird.tasks.config import load_config
+from dnabird.tasks.pretrain import PretrainModule
+from dnabird.tasks.pretrain_config import PretrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("pretrain_script.py")
@@ -42,49 +46,33 @@ def test_no_weight_decay_on_biases_and_norms() -> None:
     assert len(decay["params"]) + len(no_decay["params"]) == len(names)
 
 
-def test_gathered_logits_and_loss_match_the_model_forward() -> None:
+def test_module_scores_only_labelled_positions_like_the_full_forward() -> None:
     from dnabird.model import BigBirdConfig
 
     torch.manual_seed(0)
     config = BigBirdConfig.preset("tiny", vocab_size=40, max_position_embeddings=64)
     module = PretrainModule(config.to_dict(), {}, 10, [0] * 40).eval()
+    assert module.model.labelled_logits_only
     ids = torch.randint(5, 40, (2, 64))
     labels = torch.where(torch.rand(2, 64) < 0.2, ids, -100)
     mask = torch.ones_like(ids)
     mask[1, 50:] = 0
     labels[1, 50:] = -100
-    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    logits, targets = module(batch)
-    reference = module.model(ids, mask, labels=labels)
+    out = module({"input_ids": ids, "attention_mask": mask, "labels": labels})
+    module.model.labelled_logits_only = False
+    reference = module.model(ids, mask, labels=labels)  # [B, L, V] everywhere
     picked = labels != -100
-    torch.testing.assert_close(logits, reference.logits[picked], rtol=1e-5, atol=1e-5)
-    assert torch.equal(targets, labels[picked])
-    loss = torch.nn.functional.cross_entropy(logits, targets)
-    torch.testing.assert_close(loss, reference.loss, rtol=1e-5, atol=1e-6)
+    assert out.logits.shape == (int(picked.sum()), 40)
+    torch.testing.assert_close(out.logits, reference.logits[picked], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.loss, reference.loss, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["pretrain_tiny.yaml", "pretrain_grch37.yaml"])
 def test_pipeline_configs_load(name: str) -> None:
-    config = load_config(REPO / "pipelines" / name, ["trainer.max_steps=7", "optim.lr=0.5"])
+    config = load_config(
+        PretrainConfig, REPO / "pipelines" / name, ["trainer.max_steps=7", "optim.lr=0.5"]
+    )
     assert config.trainer.max_steps == 7 and config.optim.lr == 0.5
-
-
-def test_float_overrides_accept_exponent_notation() -> None:
-    # YAML 1.1 parses "1e-4" (no dot) as a string; users type it that way.
-    assert load_config(None, ["optim.lr=1e-4"]).optim.lr == 1e-4
-    with pytest.raises(ConfigError, match="optim.lr: expected float"):
-        load_config(None, ["optim.lr=fast"])
-
-
-def test_bad_config_entries_are_one_line_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown key.*max_step"):
-        load_config(None, ["trainer.max_step=7"])
-    with pytest.raises(ConfigError, match="trainer.max_steps: expected int"):
-        load_config(None, ["trainer.max_steps=many"])
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("data: [1, 2\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(bad)
 
 
 def _config(token_folder: Path, out: Path, **extra) -> dict:
@@ -135,13 +123,15 @@ def test_killed_and_resumed_run_equals_straight_run(token_folder: Path, tmp_path
     straight = _config(token_folder, tmp_path / "straight")
     _run(straight, tmp_path / "straight.jsonl")
     halves = _config(token_folder, tmp_path / "halves")
-    _run(halves, tmp_path / "halves.jsonl", "--die-at", "4", expect=3)
+    # killed at step 6: after the checkpoint of step 4, so steps 4-5 are done twice
+    _run(halves, tmp_path / "halves.jsonl", "--die-at", "6", expect=3)
     assert not (tmp_path / "halves" / "model").exists()
     _run(halves, tmp_path / "halves.jsonl", "--resume")
 
     batches = _records(tmp_path / "straight.jsonl.rank0")
     assert len(batches) == 16  # 8 steps x 2 accumulated batches
-    assert _records(tmp_path / "halves.jsonl.rank0") == batches
+    resumed = _records(tmp_path / "halves.jsonl.rank0")
+    assert resumed[:12] + resumed[16:] == batches  # steps 0-5, then 4-7 again from step 4
 
     a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
     b = load_file(tmp_path / "halves" / "model" / "model.safetensors")
@@ -155,7 +145,24 @@ def test_killed_and_resumed_run_equals_straight_run(token_folder: Path, tmp_path
     assert any(not torch.equal(middle[f"model.{n}"], a[n]) for n in a)
     manifest = json.loads((tmp_path / "halves" / "model" / "manifest.json").read_text())
     assert manifest["stage"] == "pretrain" and manifest["steps"] == 8
-    assert (tmp_path / "halves" / "logs" / "metrics.csv").is_file()
+
+    # one learning curve across the kill: the rows of both parts, none twice
+    curve = _curve(tmp_path / "halves")
+    assert curve == [pytest.approx(row, rel=1e-5) for row in _curve(tmp_path / "straight")]
+    steps = [row["step"] for row in curve]
+    assert steps == sorted(steps) and {0.0, 3.0, 7.0} <= set(steps)
+    train_steps = [row["step"] for row in curve if "train/loss" in row]
+    assert train_steps == sorted(set(train_steps)) and len(train_steps) == 8
+
+
+def _curve(run: Path) -> list[dict[str, float]]:
+    """The rows of ``logs/metrics.csv`` (empty cells and throughput left out)."""
+    with open(run / "logs" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        {k: float(v) for k, v in row.items() if v and not k.startswith("throughput/")}
+        for row in rows
+    ]
 
 
 def test_ddp_ranks_see_disjoint_data_covering_the_epoch(token_folder: Path, tmp_path: Path) -> None:
@@ -214,16 +221,61 @@ def test_ddp_ranks_see_disjoint_data_covering_the_epoch(token_folder: Path, tmp_
 def test_data_module_validates_only_with_a_split_and_batches(
     token_folder: Path, chromosomes, fraction, batches, expected
 ) -> None:
-    from dnabird.data.masking import MaskingConfig
-    from dnabird.data.mlm import MLMDataConfig, MLMDataModule
-
-    config = MLMDataConfig(
-        tokens=str(token_folder),
-        val_chromosomes=chromosomes,
-        val_fraction=fraction,
-        val_batches=batches,
-    )
-    module = MLMDataModule(config, MaskingConfig(), seed=0)
+    module = _data_module(token_folder, chromosomes, fraction, batches)
     assert module.validates is expected
     if not expected:
         assert module.val_dataloader() == []
+
+
+def _data_module(token_folder: Path, chromosomes=(), fraction=0.0, batches=10, tokenizer=None):
+    from dnabird.data.masking import MaskingConfig
+    from dnabird.data.mlm import MLMDataModule
+    from dnabird.tasks.pretrain_config import MLMDataConfig
+    from dnabird.tokenizer import DNATokenizer
+
+    config = MLMDataConfig(
+        tokens=str(token_folder),
+        val_chromosomes=list(chromosomes),
+        val_fraction=fraction,
+        val_batches=batches,
+    )
+    tokenizer = tokenizer or DNATokenizer.from_pretrained(token_folder / "tokenizer")
+    return MLMDataModule(config, MaskingConfig(), 0, tokenizer)
+
+
+def test_data_module_counts_the_split_and_refuses_an_empty_training_set(
+    token_folder: Path,
+) -> None:
+    module = _data_module(token_folder, ["chr2"])
+    assert module.train_documents > 0 and module.val_documents > 0
+    assert module.train_documents + module.val_documents == 93
+    with pytest.raises(ConfigError) as err:
+        _data_module(token_folder, ["chr1", "chr2"])
+    message = str(err.value)
+    assert "validation split takes every document (93)" in message
+    assert "ranks" not in message  # not the readers' message it used to be
+    with pytest.raises(ConfigError, match=r"no document on chr21 in .*chr1, chr2"):
+        _data_module(token_folder, ["chr21"])
+
+
+def test_data_module_refuses_another_tokenizer(token_folder: Path) -> None:
+    from dnabird.tokenizer import DNATokenizer
+
+    rng = np.random.default_rng(0)
+    other = DNATokenizer.train(["".join(rng.choice(list("ACGT"), 300)) for _ in range(50)], 40)
+    with pytest.raises(ConfigError, match="made by another tokenizer"):
+        _data_module(token_folder, tokenizer=other)
+
+
+def test_an_empty_validation_split_gives_no_validation_metrics(token_folder: Path) -> None:
+    import warnings
+
+    from dnabird.model import BigBirdConfig
+
+    data = _data_module(token_folder, fraction=1e-6)  # selects none of the 93 documents
+    assert data.val_documents == 0 and not data.validates and data.val_dataloader() == []
+    config = BigBirdConfig.preset("tiny", vocab_size=40)
+    module = PretrainModule(config.to_dict(), {}, 10, [1] * 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "compute called before update", nothing logged
+        module.on_validation_epoch_end()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from dnabird.cli import main
 
@@ -19,7 +26,7 @@ def trained(token_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         "--no-progress",
         "pretrain",
         "--config",
-        str(REPO / "pipelines" / "pretrain_tiny.yaml"),
+        "tiny",  # the packaged pipelines/pretrain_tiny.yaml
         f"data.tokens={token_folder}",
         f"out={out}",
         "data.max_length=128",
@@ -59,14 +66,137 @@ def test_pretrain_exports_a_self_describing_model(trained: Path) -> None:
         assert column in header
 
 
-def test_rerun_without_resume_and_resume_without_checkpoint_exit_2(
-    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+def _args(run: Path, tokens: Path, *extra: str) -> list[str]:
+    """The ``trained`` run's command line, into ``run``, with ``extra`` arguments."""
+    return [
+        "--no-progress",
+        "pretrain",
+        "--config",
+        "tiny",
+        f"data.tokens={tokens}",
+        f"out={run}",
+        "data.max_length=128",
+        "data.val_fraction=0.1",
+        "data.val_batches=2",
+        "model.overrides.max_position_embeddings=128",
+        "trainer.max_steps=6",
+        "trainer.val_every_steps=3",
+        "trainer.log_every_steps=2",
+        "trainer.checkpoint_every_steps=3",
+        *extra,
+    ]
+
+
+def _one_line_error(capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("dnabird: error: "), err
+    return err[-1]
+
+
+def test_a_finished_run_is_not_redone_and_other_settings_are_refused(
+    trained: Path, token_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    assert main(["pretrain", f"out={trained}", f"data.tokens={trained}"]) == 2
-    assert "already holds a run" in capsys.readouterr().err
-    assert main(["pretrain", f"out={tmp_path / 'new'}", "--resume"]) == 2
-    err = capsys.readouterr().err
-    assert "no checkpoint to resume from" in err and len(err.strip().splitlines()) == 1
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = (run / "model" / "manifest.json").read_bytes()
+    assert main(_args(run, token_folder)) == 0  # same run, complete: nothing to do
+    assert (run / "model" / "manifest.json").read_bytes() == before
+    assert "Pretrained for 6 steps" in capsys.readouterr().out
+
+    assert main(_args(run, token_folder, "optim.lr=0.002")) == 2
+    line = _one_line_error(capsys)
+    assert "optim.lr 0.001 -> 0.002" in line and "--accept-changes" in line
+    assert main(_args(run, token_folder, "model.overrides.hidden_size=32", "--resume")) == 2
+    assert "model.overrides.hidden_size null -> 32" in _one_line_error(capsys)
+    # accepting a new model size cannot work: said before anything is touched
+    extra = ("model.overrides.hidden_size=32", "trainer.max_steps=8")
+    assert main(_args(run, token_folder, *extra, "--resume", "--accept-changes")) == 2
+    line = _one_line_error(capsys)
+    assert "last.ckpt: cannot continue this run" in line and "[100, 64] in the checkpoint" in line
+    assert (run / "model" / "manifest.json").read_bytes() == before
+    assert main(_args(tmp_path / "new", token_folder, "--resume")) == 2
+    assert "no interrupted pretrain run to resume" in _one_line_error(capsys)
+
+
+def test_resume_with_another_tokenizer_is_refused_in_one_line(
+    trained: Path, token_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from dnabird.data.tokens import tokenize_corpus
+    from dnabird.tokenizer import train_tokenizer
+
+    corpus = token_folder.parent / "corpus"
+    train_tokenizer(corpus, tmp_path / "tokenizer", vocab_size=120)
+    tokenize_corpus(corpus, tmp_path / "tokenizer", tmp_path / "tokens")
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    args = _args(run, tmp_path / "tokens", "trainer.max_steps=8", "--resume")
+    assert main(args) == 2
+    line = _one_line_error(capsys)
+    assert "tokenizer_sha256" in line and "--accept-changes" in line
+    assert main([*args, "--accept-changes"]) == 2  # a size-mismatch traceback before
+    assert "[100, 64] in the checkpoint but [120, 64] now" in _one_line_error(capsys)
+
+
+def test_a_missing_token_folder_names_the_key(tmp_path: Path, capsys) -> None:
+    assert main(["pretrain", "--config", "tiny", f"out={tmp_path / 'run'}"]) == 2
+    assert "data.tokens=tokens: folder not found" in _one_line_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # the run folder was copied
+def test_resume_extends_a_finished_run_and_continues_its_curve(
+    trained: Path, token_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    args = _args(run, token_folder, "trainer.max_steps=8", "optim.lr=0.002", "--resume")
+    assert main(args) == 2  # a longer run is fine; a new learning rate must be accepted
+    assert "optim.lr 0.001 -> 0.002" in _one_line_error(capsys)
+    assert main([*args, "--accept-changes"]) == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["steps"] == 8 and manifest["accepted_changes"] == {
+        "config.optim.lr": [0.001, 0.002]
+    }
+    assert json.loads((run / "model" / "manifest.json").read_text())["steps"] == 8
+    with open(run / "logs" / "metrics.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["train/loss"]]
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(set(steps)) and min(steps) < 5 < max(steps)  # both parts, once
+    # still warming up (optim.warmup_steps=50): the rate is peak x (step + 1) / 50, with the
+    # accepted peak after the resume point
+    lr = {int(r["step"]): float(r["train/lr"]) for r in rows}
+    assert lr[min(steps)] == pytest.approx(0.001 * (min(steps) + 1) / 50, rel=1e-5)
+    assert lr[max(steps)] == pytest.approx(0.002 * (max(steps) + 1) / 50, rel=1e-5)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(
+    token_folder: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    args = _args(run, token_folder, "trainer.max_steps=1000", "trainer.log_every_steps=1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dnabird.cli", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "pretrain step 2/1000" in line:  # a progress line, as piped output gets
+            process.send_signal(signal.SIGINT)
+            break
+    lines += process.communicate(timeout=300)[1].splitlines()
+    assert process.returncode == 130, lines[-5:]
+    last = lines[-1]
+    step = int(re.search(r"interrupted at step (\d+) of 1000", last)[1])
+    assert f"checkpoint saved to {run / 'checkpoints' / 'last.ckpt'}" in last
+    assert "dnabird pretrain --config tiny" in last and last.endswith("--resume` continues")
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert saved["global_step"] == step >= 2
+    assert main(_args(run, token_folder, f"trainer.max_steps={step + 1}", "--resume")) == 0
+    assert json.loads((run / "manifest.json").read_text())["steps"] == step + 1
 
 
 def test_evaluate_mlm_with_baseline(
@@ -80,7 +210,7 @@ def test_evaluate_mlm_with_baseline(
     assert main([*base, *opts, "--baseline-order", "3", "-o", str(tmp_path / "a.json")]) == 0
     assert main([*base, *opts, "--baseline-order", "3", "-o", str(tmp_path / "b.json")]) == 0
     out = capsys.readouterr().out
-    assert "10 pass(es)" in out and "(SE " in out
+    assert "in 10 of 10 passes" in out and "(SE " in out
     assert (
         main([*base, *opts, "--bed", str(tmp_path / "r.bed"), "-o", str(tmp_path / "c.json")]) == 0
     )
