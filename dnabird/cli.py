@@ -25,7 +25,11 @@ from dnabird.errors import DnabirdError
 
 def _discover_command_modules() -> tuple[str, ...]:
     """Names of the modules in :mod:`dnabird.commands`, in ``commands.ORDER``."""
-    names = [info.name for info in pkgutil.iter_modules(commands.__path__)]
+    names = [
+        info.name
+        for info in pkgutil.iter_modules(commands.__path__)
+        if not info.name.startswith("_")  # helpers such as commands._types
+    ]
     rank = {name: i for i, name in enumerate(commands.ORDER)}
     names.sort(key=lambda name: (rank.get(name, len(rank)), name))
     return tuple(f"{commands.__name__}.{name}" for name in names)

@@ -35,9 +35,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    tmp.chmod(0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get normal modes
+    mode = 0o666 & ~_current_umask()  # mkstemp makes 0600; outputs get normal modes
+    tmp.chmod(mode)
     try:
         yield tmp
+        tmp.chmod(mode)  # again: some writers (safetensors) replace the file they are given
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

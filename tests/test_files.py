@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 
@@ -72,3 +73,15 @@ def test_atomic_outputs_get_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_path_gives_normal_modes_even_to_writers_that_recreate_the_file(tmp_path):
+    target = tmp_path / "weights.bin"
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(target) as tmp:
+            tmp.unlink()  # as safetensors does: a new file, created 0600
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600))
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644

@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 REQUIRED_IN_WHEEL = (
     "dnabird/data_manifests/grch37.json",  # fetch-genome, preprocess --assembly
     "dnabird/model/attention/sparse_rows_cpu.cpp",  # the CPU kernel, built on first use
+    "dnabird/pipelines/pretrain_tiny.yaml",  # pretrain --config tiny
+    "dnabird/pipelines/pretrain_grch37.yaml",
 )
 
 
@@ -65,9 +67,9 @@ def test_wheel_ships_the_data_the_package_reads(wheel):
     assert shipped == (REPO / "data_manifests" / "grch37.json").read_bytes()  # one source
 
 
-def test_top_level_manifest_folder_is_the_packaged_one():
-    top = REPO / "data_manifests"
-    assert top.resolve() == (REPO / "dnabird" / "data_manifests").resolve()
+@pytest.mark.parametrize("folder", ["data_manifests", "pipelines"])
+def test_top_level_folders_are_the_packaged_ones(folder):
+    assert (REPO / folder).resolve() == (REPO / "dnabird" / folder).resolve()
 
 
 def test_assemblies_are_found_from_the_package():

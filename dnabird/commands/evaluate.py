@@ -5,52 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-from collections.abc import Callable
 
-
-def _int_at_least(least: int) -> Callable[[str], int]:
-    """argparse type: a whole number >= ``least`` (one-line usage error otherwise)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
-        return value
-
-    return parse
+from dnabird.commands._types import at_least, between, device
 
 
 def _ngram_order(text: str) -> int:
     """argparse type: an order the k-mer Markov baseline supports (0..MAX_ORDER)."""
     from dnabird.ngram import MAX_ORDER
 
-    value = _int_at_least(0)(text)
+    value = at_least(0)(text)
     if value > MAX_ORDER:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_ORDER}, got {value}")
     return value
-
-
-def _rate(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
-    return value
-
-
-def _device(text: str) -> str:
-    """argparse type: ``cpu``, ``cuda`` or ``cuda:N`` (whether the machine has it is checked
-    when the command runs)."""
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
-    return text
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
@@ -123,14 +89,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument(
         "--max-length",
-        type=_int_at_least(3),
+        type=at_least(3),
         help="tokens per packed sequence (default: the model's maximum, at most 4096)",
     )
-    ev.add_argument("--batch-size", type=_int_at_least(1), default=8, help="passes per batch")
-    ev.add_argument("--seed", type=_int_at_least(0), default=0, help="masking seed (default: 0)")
+    ev.add_argument("--batch-size", type=at_least(1), default=8, help="passes per batch")
+    ev.add_argument("--seed", type=at_least(0), default=0, help="masking seed")
     ev.add_argument(
         "--mask-rate",
-        type=_rate,
+        type=between(0.0, 1.0),
         default=0.1,
         help="share of the maskable tokens masked per pass, in (0, 1): they are dealt into "
         "ceil(1 / rate) disjoint groups of equal size, one per pass (exactly this share when "
@@ -138,16 +104,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument(
         "--passes",
-        type=_int_at_least(1),
+        type=at_least(1),
         help="how many of those groups to score, one pass each, from 1 to ceil(1 / mask-rate) "
         "(default: all of them, so every maskable token is predicted exactly once; 2 at mask "
         "rate 0.1 predicts about 20%% of the tokens)",
     )
     ev.add_argument(
-        "--sentence-bp", type=_int_at_least(1), default=1000, help="bp per tokenized sentence"
+        "--sentence-bp", type=at_least(1), default=1000, help="bp per tokenized sentence"
     )
     ev.add_argument(
-        "--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when available)"
+        "--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)"
     )
     ev.add_argument(
         "--baseline-fasta", help="train the n-gram baseline on this FASTA and report it too"

@@ -90,33 +90,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     pre.add_argument("fasta", help="FASTA file: plain, gzip or bgzip")
     pre.add_argument("--out", required=True, help="output folder (created; resumable)")
-    pre.add_argument("--passes", type=int, default=10, help="independent passes (default 10)")
-    pre.add_argument("--seed", type=int, default=0, help="seed of all cuts (default 0)")
+    pre.add_argument("--passes", type=int, default=10, help="independent passes")
+    pre.add_argument("--seed", type=int, default=0, help="seed of all cuts")
     pre.add_argument("--workers", type=int, default=1, help="processes (output is identical)")
     pre.add_argument(
-        "--chromosomes", nargs="+", help="records to cut (chr1 or 1); default: chr1-22, X, Y"
+        "--chromosomes", nargs="+", help="records to cut (chr1 or 1); if not given: chr1-22, X, Y"
     )
     pre.add_argument(
         "--min-length",
         type=int,
         default=1_000_000,
-        help="skip non-primary records shorter than this unless listed; 0 keeps every record "
-        "(default 1000000)",
+        help="skip non-primary records shorter than this unless listed; 0 keeps every record",
     )
     pre.add_argument("--both-strands", action="store_true", help="also write reverse complements")
     pre.add_argument("--keep-case", action="store_true", help="keep soft-masking (lowercase)")
-    pre.add_argument("--min-sentence", type=int, default=500, help="bp (default 500)")
-    pre.add_argument("--max-sentence", type=int, default=1000, help="bp (default 1000)")
-    pre.add_argument("--min-doc", type=int, default=50, help="sentences (default 50)")
-    pre.add_argument("--max-doc", type=int, default=100, help="sentences (default 100)")
-    pre.add_argument(
-        "--max-n-run", type=int, default=50, help="N runs this long end documents (default 50)"
-    )
+    pre.add_argument("--min-sentence", type=int, default=500, help="shortest sentence, bp")
+    pre.add_argument("--max-sentence", type=int, default=1000, help="longest sentence, bp")
+    pre.add_argument("--min-doc", type=int, default=50, help="fewest sentences per document")
+    pre.add_argument("--max-doc", type=int, default=100, help="most sentences per document")
+    pre.add_argument("--max-n-run", type=int, default=50, help="N runs this long end documents")
     pre.add_argument(
         "--max-n-fraction",
         type=float,
         default=0.1,
-        help="drop sentences with a larger N fraction (default 0.1)",
+        help="drop sentences with a larger N fraction",
     )
     pre.add_argument(
         "--max-shard-bp",
@@ -129,7 +126,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     pre.add_argument("--overwrite", action="store_true", help="redo everything in --out")
     pre.add_argument(
-        "--cache-dir", help="keep index/decompressed-copy cache here (default OUT/.cache, removed)"
+        "--cache-dir",
+        help="index and decompressed-copy cache (if not given: OUT/.cache, removed)",
     )
     pre.set_defaults(func=_run_preprocess)
 
@@ -139,7 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fetch.add_argument("assembly", help="assembly name, e.g. grch37 (see data_manifests/)")
     fetch.add_argument("--out", required=True, help="folder to download into")
-    fetch.add_argument("--source", help="manifest source (ucsc, ensembl); default: the manifest's")
+    fetch.add_argument(
+        "--source", help="manifest source (ucsc, ensembl); if not given: the manifest's"
+    )
     fetch.add_argument("--url", help="replace the source URL (https://, file:// or a local path)")
     checksum = fetch.add_mutually_exclusive_group()
     checksum.add_argument("--sha256", help="expected sha256 of the file (64 hex digits)")

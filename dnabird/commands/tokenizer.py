@@ -3,24 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
+from dnabird.commands._types import at_least
 from dnabird.tokenizer.vocab import MIN_VOCAB_SIZE
-
-
-def _at_least(minimum: int, why: str = "") -> Callable[[str], int]:
-    """An argparse ``type``: an integer >= ``minimum`` (else a one-line usage error)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}{why}, got {value}")
-        return value
-
-    return parse
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -75,36 +60,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="tokenizer folder (new, or made by this)")
     train.add_argument(
         "--vocab-size",
-        type=_at_least(MIN_VOCAB_SIZE, " (5 special tokens, 7 N pieces, A, C, G, T)"),
+        type=at_least(MIN_VOCAB_SIZE, " (5 special tokens, 7 N pieces, A, C, G, T)"),
         default=32000,
-        help="pieces, specials included (default: %(default)s)",
+        help="pieces, specials included",
     )
     train.add_argument(
         "--model-type",
         choices=("unigram", "bpe"),
         default="unigram",
-        help="SentencePiece algorithm (default: %(default)s, longer tokens; see README)",
+        help="SentencePiece algorithm (unigram: longer tokens; see README)",
     )
     train.add_argument(
         "--max-piece-length",
-        type=_at_least(1),
+        type=at_least(1),
         default=16,
-        help="longest piece, bp (default: %(default)s)",
+        help="longest piece, bp",
     )
     train.add_argument(
         "--sample-bp",
-        type=_at_least(1),
+        type=at_least(1),
         default=20_000_000,
-        help="bp of sentences to train on (default: %(default)s)",
+        help="bp of sentences to train on",
     )
-    train.add_argument(
-        "--seed", type=int, default=0, help="seed of the sample (default: %(default)s)"
-    )
+    train.add_argument("--seed", type=int, default=0, help="seed of the sample")
     train.add_argument(
         "--threads",
-        type=_at_least(1),
+        type=at_least(1),
         default=1,
-        help="SentencePiece threads, recorded in the model (default: %(default)s)",
+        help="SentencePiece threads, recorded in the model",
     )
     train.add_argument(
         "--overwrite",
@@ -123,9 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tokenize.add_argument("corpus", metavar="CORPUS_DIR")
     tokenize.add_argument("--tokenizer", required=True, help="tokenizer folder")
     tokenize.add_argument("--out", required=True, help="token folder (resumed if interrupted)")
-    tokenize.add_argument(
-        "--workers", type=_at_least(1), default=1, help="processes (default: %(default)s)"
-    )
+    tokenize.add_argument("--workers", type=at_least(1), default=1, help="processes")
     tokenize.add_argument(
         "--overwrite",
         action="store_true",

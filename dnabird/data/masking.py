@@ -24,16 +24,7 @@ import numpy as np
 
 from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError
-
-
-def __getattr__(name: str) -> int:
-    # IGNORE_INDEX is the model's (dnabird.model.heads), imported on first use: this module
-    # holds MaskingConfig, which run configs read without importing torch.
-    if name == "IGNORE_INDEX":
-        from dnabird.model.heads import IGNORE_INDEX
-
-        return IGNORE_INDEX
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from dnabird.model.config import IGNORE_INDEX
 
 
 @document_fields
@@ -118,8 +109,6 @@ class TokenMasker:
         int), and inputs with each chosen token replaced by ``[MASK]`` (``mask_fraction``),
         a random non-special token (``random_fraction``) or left as is; int64 [L] each."""
         ids = np.asarray(ids, dtype=np.int64)
-        from dnabird.model.heads import IGNORE_INDEX
-
         labels = np.full(ids.shape, IGNORE_INDEX, dtype=np.int64)
         inputs = ids.copy()
         labels[chosen] = ids[chosen]

@@ -40,8 +40,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from dnabird.data.masking import IGNORE_INDEX, MaskingConfig, TokenMasker, sequence_rng
+from dnabird.data.masking import MaskingConfig, TokenMasker, sequence_rng
 from dnabird.errors import ConfigError
+from dnabird.model.config import IGNORE_INDEX
 from dnabird.tokenizer.vocab import CLS_ID, PAD_ID, SEP_ID
 
 if TYPE_CHECKING:

@@ -20,6 +20,11 @@ from dnabird.errors import ConfigError
 
 CONFIG_NAME = "config.json"
 
+IGNORE_INDEX = -100
+"""Label value meaning "no prediction here" (masked LM, token and sequence classification),
+as in transformers; the one definition, in this torch-free module so that data code
+(:mod:`dnabird.data.masking`) uses it without loading torch."""
+
 ATTENTION_TYPES = ("block_sparse", "original_full")
 ATTENTION_BACKENDS = (
     "auto",

@@ -47,12 +47,8 @@ from torch import nn
 from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError, InputError
 from dnabird.model.bigbird import BigBirdEncoder, describe_tensor, init_weights, make_activation
-from dnabird.model.config import BigBirdConfig
+from dnabird.model.config import IGNORE_INDEX, BigBirdConfig
 from dnabird.model.pretrained import load_weights, save_weights
-
-IGNORE_INDEX = -100
-"""Label value meaning "no prediction here" (masked LM, token and sequence classification),
-as in transformers; the one definition (:mod:`dnabird.data.masking` imports it)."""
 
 
 @document_fields

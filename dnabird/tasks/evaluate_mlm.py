@@ -96,7 +96,8 @@ def _scored_samples(
     import numpy as np
     import torch
 
-    from dnabird.data.masking import IGNORE_INDEX, sequence_rng
+    from dnabird.data.masking import sequence_rng
+    from dnabird.model.config import IGNORE_INDEX
 
     for number, sample in enumerate(samples):
         sequence = torch.tensor(number)
@@ -133,7 +134,7 @@ def _row_sums(logits: torch.Tensor, labels: torch.Tensor, bp_per_id: torch.Tenso
     import torch
     import torch.nn.functional as F
 
-    from dnabird.data.masking import IGNORE_INDEX
+    from dnabird.model.config import IGNORE_INDEX
 
     predicted = labels != IGNORE_INDEX  # (B, L)
     rows = predicted.nonzero()[:, 0]  # (N,) row of each predicted token

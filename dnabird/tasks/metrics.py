@@ -22,7 +22,7 @@ import numpy.typing as npt
 import torch
 from torchmetrics import Metric
 
-from dnabird.data.masking import IGNORE_INDEX
+from dnabird.model.config import IGNORE_INDEX
 
 SUMS = ("nll_nats", "correct", "tokens", "bp")
 """The sums behind every masked-LM metric (see :func:`masked_lm_sums`)."""

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from dnabird.data.masking import IGNORE_INDEX
 from dnabird.model import BigBirdConfig, BigBirdForMaskedLM, ModelOutput
+from dnabird.model.config import IGNORE_INDEX
 from dnabird.tasks.base import TrainingModule
 from dnabird.tasks.metrics import MaskedLMMetrics, masked_lm_sums, masked_lm_values
 
