@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # costs little on an idle machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-all test-gpu bench lint format clean
+.PHONY: demo test test-unit test-all test-gpu bench lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+
+# Unit tests only (seconds to a minute); `make test` adds tests/integration (processes,
+# resume, notebooks, the demo), as CI runs it.
+test-unit: $(STAMP)
+	$(PY) -m pytest -m "not slow and not gpu" --ignore=tests/integration $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

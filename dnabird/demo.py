@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +122,32 @@ def run_demo(
     options: DemoOptions | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the recipe into folder ``out``; return the summary (also ``out/summary.json``)."""
+    """Run the recipe into folder ``out``; return the summary (also ``out/summary.json``).
+
+    ``out`` goes through :class:`~dnabird.outputs.OutputFolder`: claimed before any work
+    (an unwritable or busy folder fails at once), a finished demo of the same options is
+    returned as it is, an interrupted one resumes (each stage reuses what it finished) and
+    ``overwrite`` starts again.
+    """
+    from dataclasses import asdict
+
+    from dnabird.manifest import new_manifest
+    from dnabird.outputs import OutputFolder
+
+    options = options or DemoOptions()
+    run = {"genome": str(genome) if genome else "built-in", "options": asdict(options)}
+    with OutputFolder(out, "demo", run, overwrite=overwrite) as folder:
+        if folder.complete:
+            return folder.manifest["summary"]
+        summary = _run_stages(Path(out), genome, options, resuming=folder.resuming)
+        folder.finish(new_manifest("demo", asdict(options), summary=summary))
+    return summary
+
+
+def _run_stages(
+    out: Path, genome: str | Path | None, options: DemoOptions, resuming: bool
+) -> dict[str, Any]:
+    """The demo's stages, in order, into ``out`` (claimed by :func:`run_demo`)."""
     from dnabird.data.tokens import tokenize_corpus
     from dnabird.genome import preprocess
     from dnabird.model import BigBirdConfig
@@ -135,13 +159,6 @@ def run_demo(
     from dnabird.tasks.pretrain_run import run_pretrain
     from dnabird.tokenizer import train_tokenizer
 
-    options = options or DemoOptions()
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -207,7 +224,8 @@ def run_demo(
             f"trainer.log_every_steps={max(1, min(10, options.steps // 4))}",
         ],
     )
-    model_dir = run_pretrain(config)
+    # an interrupted demo continues an interrupted pretraining run
+    model_dir = run_pretrain(config, resume=resuming and (out / "pretrain").is_dir())
     stage("pretrain")
 
     train_sequence = sequence[:split].upper()
@@ -243,7 +261,7 @@ def run_demo(
         "held_out_bpc": scored["bpc"],
         "held_out_bpc_se": scored["bpc_se"],
         "held_out_accuracy": scored["accuracy"],
-        "ngram_bpc": {b["order"]: b["bpc"] for b in baselines},
+        "ngram_bpc": {str(b["order"]): b["bpc"] for b in baselines},  # str keys, as in JSON
         "best_ngram_order": best["order"],
         "seconds": timings,
         "options": {k: v for k, v in vars(options).items()},

@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace) -> None:
         "every token scored once (masked-token accuracy "
         f"{summary['held_out_accuracy']:.1%}); the best k-mer Markov baseline (order "
         f"{summary['best_ngram_order']}) scores "
-        f"{summary['ngram_bpc'][summary['best_ngram_order']]:.3f}. Outputs in {args.out}: "
+        f"{summary['ngram_bpc'][str(summary['best_ngram_order'])]:.3f}. Outputs in {args.out}: "
         "corpus/, tokenizer/, tokens/, pretrain/ (model/ is the exported model), "
         "attention_pattern.png, training_curve.png, summary.json."
     )

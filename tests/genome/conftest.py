@@ -1,5 +1,5 @@
 """Fixtures of the genome tests: copies of the hand-made FASTA files in a temporary folder
-(preprocessing writes indexes beside its input, so tests never use tests/data in place)."""
+(preprocessing writes indexes beside its input, so tests never use tests/fixtures in place)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "genome"
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "genome"
 
 #: Small cutting parameters that suit the ~240 bp hand-made chromosomes.
 SMALL = {
@@ -36,7 +36,7 @@ def read_plain_fasta(path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def data_file(tmp_path: Path):
-    """Return a function copying tests/data/genome/<name> into a fresh temporary folder."""
+    """Return a function copying tests/fixtures/genome/<name> into a fresh temporary folder."""
 
     def copy(name: str) -> Path:
         folder = tmp_path / "input"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dnabird.demo import DemoOptions, run_demo, synthetic_genome
-from dnabird.errors import ConfigError
+from dnabird.errors import ConfigError, InputError
 
 
 def test_synthetic_genome_is_seeded_dna_with_repeats():
@@ -41,6 +41,14 @@ def test_small_demo_runs_end_to_end(tmp_path, monkeypatch):
         assert (out / name).stat().st_size > 0
     assert (out / "pretrain" / "model" / "model.safetensors").is_file()
     assert 0.5 < summary["held_out_bpc"] < 4.0
-    assert set(summary["ngram_bpc"]) == {2, 4}
-    with pytest.raises(ConfigError, match="already exists"):
-        run_demo(out, options=options)
+    assert set(summary["ngram_bpc"]) == {"2", "4"}
+    assert run_demo(out, options=options) == json.loads(json.dumps(summary))  # done: reused
+    with pytest.raises(ConfigError, match=r"options\.steps 4 -> 5.*--overwrite"):
+        run_demo(out, options=DemoOptions(**{**vars(options), "steps": 5}))
+
+
+def test_demo_into_an_unwritable_place_fails_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InputError, match="cannot write the output folder"):
+        run_demo(blocker / "demo")
