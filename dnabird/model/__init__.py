@@ -24,6 +24,12 @@ if TYPE_CHECKING:
         BigBirdPreTrainedModel,
         ModelOutput,
     )
+    from dnabird.model.pretrained import (
+        load_model,
+        load_tokenizer,
+        verify_model_folder,
+        write_model_folder,
+    )
 
 _HOME = {
     "PRESETS": "config",
@@ -36,6 +42,10 @@ _HOME = {
     "BigBirdForTokenClassification": "heads",
     "BigBirdPreTrainedModel": "heads",
     "ModelOutput": "heads",
+    "load_model": "pretrained",
+    "load_tokenizer": "pretrained",
+    "verify_model_folder": "pretrained",
+    "write_model_folder": "pretrained",
 }
 """Public name -> the submodule defining it."""
 
@@ -50,6 +60,10 @@ __all__ = [
     "BigBirdForTokenClassification",
     "BigBirdPreTrainedModel",
     "ModelOutput",
+    "load_model",
+    "load_tokenizer",
+    "verify_model_folder",
+    "write_model_folder",
 ]
 
 

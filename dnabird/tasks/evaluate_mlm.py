@@ -84,7 +84,7 @@ def _scored_samples(
     seed: int,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """The masking passes to score, each with ``sequence`` (0-d int64: index of its packed
-    sequence).
+    sequence) and ``document`` (0-d int64: index of the input sequence it comes from).
 
     ``samples``: the one-pass :class:`~dnabird.data.mlm.PackedMLMDataset` stream (masked
     once by the dataset); each is unmasked back to its ids, its maskable tokens dealt into
@@ -101,6 +101,7 @@ def _scored_samples(
 
     for number, sample in enumerate(samples):
         sequence = torch.tensor(number)
+        document = sample["source"][2]  # (epoch, shard, row, chunk): row = input sequence
         # the original ids: labels hold them where the dataset masked, inputs elsewhere
         masked = sample["labels"].numpy()
         ids = np.where(masked != IGNORE_INDEX, masked, sample["input_ids"].numpy())
@@ -112,6 +113,7 @@ def _scored_samples(
                     "attention_mask": sample["attention_mask"],
                     "labels": torch.from_numpy(labels),
                     "sequence": sequence,
+                    "document": document,
                 }
 
 
@@ -197,15 +199,20 @@ def evaluate_mlm(
 
     Returns ``{"loss", "accuracy", "perplexity", "bpc", "bpc_se", "maskable_tokens",
     "predicted_tokens", "bp", "sequences", "packed_sequences", "max_length", "seed",
-    "mask_rate", "mask_groups", "passes"}``: ``maskable_tokens`` counts the tokens that can
-    be predicted, ``predicted_tokens`` those predicted (``passes / mask_groups`` of them,
-    +-1 per packed sequence), covering ``bp`` bp; ``sequences`` counts the input sequences
-    and ``packed_sequences`` the packed sequences with predicted tokens. ``bpc_se`` is the
+    "mask_rate", "mask_groups", "passes", "per_sequence"}``: ``maskable_tokens`` counts the
+    tokens that can be predicted, ``predicted_tokens`` those predicted (``passes /
+    mask_groups`` of them, +-1 per packed sequence), covering ``bp`` bp; ``sequences``
+    counts the input sequences and ``packed_sequences`` the packed sequences with predicted
+    tokens. ``bpc_se`` is the
     standard error of ``bpc`` (bits per bp) with those packed sequences as the units (all
     passes of one merged; ratio estimator,
     :func:`~dnabird.tasks.metrics.ratio_standard_error`), ``None`` when there are fewer
     than 2 of them; it measures the masking and sampling noise of the held-out sequence at
     hand, assuming its packed sequences independent (neighbours are correlated a little).
+    ``per_sequence``: for each input sequence, in order, ``{"name", "predicted_tokens",
+    "bp", "bpc"}`` (``bpc`` None when nothing of it was predicted). Every packed sequence is
+    padded to ``max_length`` and masked by a seed of its own, so a sequence's numbers do not
+    depend on the other sequences it is scored with.
 
     ConfigError for options out of range; InputError when there is nothing to score (no
     A/C/G/T token) or the model outputs non-finite values.
@@ -261,6 +268,7 @@ def evaluate_mlm(
     )
     bp_per_id = torch.as_tensor(tokenizer.bp_per_id, device=device)
     rows: list[int] = []  # per scored pass: its packed sequence
+    inputs: list[int] = []  # per scored pass: its input sequence
     sums: list[np.ndarray] = []  # per scored pass: the SUMS (nats, correct, tokens, bp)
     model.to(device).eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -279,12 +287,17 @@ def evaluate_mlm(
                     "its weights are corrupt or its training diverged"
                 )
             rows.extend(batch["sequence"].tolist())
+            inputs.extend(batch["document"].tolist())
             sums.append(batch_sums.cpu().numpy())
             bar.update(rows[-1] + 1 - bar.n)
         bar.update(packed - bar.n)
     per_pass = np.concatenate(sums)  # (passes scored, 4)
     per_sequence = np.stack(  # (packed sequences, 4), passes merged
         [np.bincount(rows, weights=per_pass[:, k], minlength=packed) for k in range(4)], axis=1
+    )
+    per_input = np.stack(  # (input sequences, 4)
+        [np.bincount(inputs, weights=per_pass[:, k], minlength=len(sequences)) for k in range(4)],
+        axis=1,
     )
     scored = per_sequence[:, 2] > 0
     se = ratio_standard_error(per_sequence[scored, 0] / math.log(2), per_sequence[scored, 3])
@@ -308,6 +321,15 @@ def evaluate_mlm(
         "mask_rate": mask_rate,
         "mask_groups": groups,
         "passes": passes,
+        "per_sequence": [
+            {
+                "name": name,
+                "predicted_tokens": int(tokens),
+                "bp": int(bp),
+                "bpc": float(nats / math.log(2) / bp) if bp else None,
+            }
+            for (name, _), (nats, _, tokens, bp) in zip(sequences, per_input, strict=True)
+        ],
     }
 
 

@@ -353,3 +353,20 @@ def test_cuda_scores_what_the_cpu_scores(model_dir, held_out):
     gpu = evaluate(model_dir, held_out, device="cuda")  # bfloat16 autocast
     assert gpu["predicted_tokens"] == cpu["predicted_tokens"]
     assert gpu["bpc"] == pytest.approx(cpu["bpc"], rel=2e-2)
+
+
+def test_a_sequence_scores_the_same_alone_and_beside_a_longer_one(model_dir):
+    """Block-sparse patterns depend on the padded length: evaluation pads every packed
+    sequence to max_length, so a sequence's score does not depend on its batch mates."""
+    rng = np.random.default_rng(5)
+    short = ("short", "".join(rng.choice(list("ACGT"), 700)))
+    long = ("long", "".join(rng.choice(list("ACGT"), 6000)))
+    alone = evaluate_mlm(model_dir, [short], batch_size=4, max_length=128)
+    beside = evaluate_mlm(model_dir, [short, long], batch_size=4, max_length=128)
+    first, mate = beside["per_sequence"]
+    (single,) = alone["per_sequence"]
+    assert {**first, "bpc": None} == {**single, "bpc": None} and first["predicted_tokens"] > 0
+    assert first["bpc"] == pytest.approx(single["bpc"], rel=1e-6)  # float summation order only
+    assert (mate["name"], mate["bp"] > first["bp"]) == ("long", True)
+    total_bits = sum(s["bpc"] * s["bp"] for s in beside["per_sequence"])
+    assert total_bits / beside["bp"] == pytest.approx(beside["bpc"], rel=1e-9)
