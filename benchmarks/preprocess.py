@@ -303,7 +303,7 @@ def main() -> None:
         f"{fixed_s:.2f} s for {fixed_mbp:.1f} Mbp ({fixed_mbp / fixed_s:.0f} Mbp/s)."
         f"\nProjection, GRCh37 x 10 passes (<= {written:,.0f} Mbp written) on 16 cores: "
         f"{fixed / 60:.1f} min single-process steps + {parallel / 60:.1f} min of units at the "
-        f"slowest measured rate of ours ({ours_rate:.1f} Mbp/s/core, which already includes "
+        f"slowest rate of ours on a genome input ({ours_rate:.1f} Mbp/s/core, which includes "
         f"those steps) = {(fixed + parallel) / 60:.1f} min."
     )
 

@@ -203,9 +203,8 @@ def evaluate_mlm(
     tokens that can be predicted, ``predicted_tokens`` those predicted (``passes /
     mask_groups`` of them, +-1 per packed sequence), covering ``bp`` bp; ``sequences``
     counts the input sequences and ``packed_sequences`` the packed sequences with predicted
-    tokens. ``bpc_se`` is the
-    standard error of ``bpc`` (bits per bp) with those packed sequences as the units (all
-    passes of one merged; ratio estimator,
+    tokens. ``bpc_se`` is the standard error of ``bpc`` (bits per bp) with those packed
+    sequences as the units (all passes of one merged; ratio estimator,
     :func:`~dnabird.tasks.metrics.ratio_standard_error`), ``None`` when there are fewer
     than 2 of them; it measures the masking and sampling noise of the held-out sequence at
     hand, assuming its packed sequences independent (neighbours are correlated a little).
