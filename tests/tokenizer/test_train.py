@@ -203,7 +203,10 @@ def test_ctrl_c_stops_training_at_once(tmp_path):
         time.sleep(1.0)  # SentencePiece is busy in C++ now
         sent = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)
-        returncode = process.wait(timeout=10)
+        try:  # the old code needed about 50 s; a loaded CI machine gets some slack
+            returncode = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 30 s after Ctrl-C; its stderr: {''.join(lines)[-2000:]}")
         stopped = time.monotonic() - sent
     finally:
         if process.poll() is None:
@@ -211,7 +214,7 @@ def test_ctrl_c_stops_training_at_once(tmp_path):
             process.wait()
     reader.join(timeout=5)
     assert returncode == 130, "".join(lines)
-    assert stopped < 10
+    assert stopped < 30
     assert lines[-1] == "dnabird: interrupted\n"
     assert not (out / "manifest.json").exists() and not (out / "sentencepiece.model").exists()
     # nothing was written, so no claim is left that would refuse a rerun
