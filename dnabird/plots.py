@@ -1,4 +1,6 @@
-"""Figures: the block-sparse attention pattern drawn like Figure 1 of the BigBird paper.
+"""Figures: the block-sparse attention pattern drawn like Figure 1 of the BigBird paper,
+training curves, and the classification figures of a test report (ROC and precision-recall
+curves, confusion matrix).
 
 matplotlib (Agg backend) is imported inside each function, so importing this module is free.
 """
@@ -6,7 +8,7 @@ matplotlib (Agg backend) is imported inside each function, so importing this mod
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,129 @@ def plot_training_curve(
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return out
+
+
+def _save_png(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``path`` as a PNG (atomically, at the figure's own size), close it
+    and return the path."""
+    import matplotlib.pyplot as plt
+
+    from dnabird.files import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def roc_pr_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str):
+    """The figure of :func:`plot_roc_pr` (a matplotlib Figure, 11 x 5 in at 120 dpi)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dnabird.tasks.classification_metrics import binary_curves, binary_metrics
+
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 5), dpi=120)
+    prevalences = set()
+    for name, (labels, scores) in curves.items():
+        points = binary_curves(labels, scores)
+        values = binary_metrics(labels, scores)
+        roc.plot(
+            points["fpr"], points["tpr"], lw=1.5, label=f"{name} (AUROC {values['auroc']:.3f})"
+        )
+        pr.plot(
+            points["recall"],
+            points["precision"],
+            lw=1.5,
+            drawstyle="steps-pre",  # precision held back to the previous recall: area = AUPRC
+            label=f"{name} (AUPRC {values['auprc']:.3f})",
+        )
+        prevalences.add(float(np.mean(np.asarray(labels) == 1)))
+    roc.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="chance (AUROC 0.500)")
+    for prevalence in sorted(prevalences):
+        pr.axhline(prevalence, color="0.5", ls="--", lw=1, label=f"chance (AUPRC {prevalence:.3f})")
+    roc.set(
+        title="ROC curve",
+        xlabel="false positive rate (fraction of negatives)",
+        ylabel="true positive rate (fraction of positives)",
+    )
+    pr.set(
+        title="Precision-recall curve",
+        xlabel="recall (fraction of positives found)",
+        ylabel="precision (fraction of predicted positives)",
+    )
+    for ax, where in ((roc, "lower right"), (pr, "lower left")):
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.grid(alpha=0.3)
+        ax.legend(loc=where, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc_pr(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, title: str
+) -> Path:
+    """Write one PNG with the ROC curve (left) and the precision-recall curve (right) of each
+    model, ``{model name: (labels int {0, 1} [N], scores P(positive) [N])}``, and return its
+    path. Legends give each model's AUROC and AUPRC (as
+    :func:`~dnabird.tasks.classification_metrics.binary_metrics` computes them) and the
+    chance level (the diagonal; the fraction of positives)."""
+    return _save_png(roc_pr_figure(curves, title), path)
+
+
+def confusion_figure(confusion: np.ndarray, classes: Sequence[str], title: str):
+    """The figure of :func:`plot_confusion` (a matplotlib Figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dnabird.errors import InputError
+
+    counts = np.asarray(confusion)
+    k = len(classes)
+    if counts.shape != (k, k) or (counts < 0).any() or (counts != np.round(counts)).any():
+        raise InputError(
+            f"a confusion matrix of {k} classes must be [{k}, {k}] non-negative counts; "
+            f"got shape {list(counts.shape)}"
+        )
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(100.0 * counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    side = min(12.0, 3.0 + 0.9 * k)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side), dpi=120)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=100)
+    fontsize = max(6, 11 - k // 3)
+    for (row, column), count in np.ndenumerate(counts):
+        share = f"{shares[row, column]:.1f}%" if totals[row, 0] else "–"
+        ax.text(
+            column,
+            row,
+            f"{int(count):,}\n{share}",
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            color="white" if shares[row, column] > 50 else "black",
+        )
+    ax.set_xticks(range(k), classes, rotation=30 if max(map(len, classes)) > 6 else 0)
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="share of the true class (%)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(
+    confusion: np.ndarray, classes: Sequence[str], path: str | os.PathLike, title: str
+) -> Path:
+    """Write a PNG of ``confusion`` (``[K, K]`` counts, rows true class, columns predicted,
+    as in :func:`~dnabird.tasks.classification_metrics.classification_report`) and return its
+    path: each cell prints its count and its percentage of the row (the true class), and is
+    shaded by that percentage."""
+    return _save_png(confusion_figure(confusion, classes, title), path)
