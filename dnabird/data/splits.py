@@ -68,25 +68,56 @@ class IdentityGroups:
     conflicting: int
 
 
-def group_by_identity(sequences: Sequence[str], labels: np.ndarray) -> IdentityGroups:
+def group_by_identity(
+    sequences: Sequence[str], labels: np.ndarray, related: np.ndarray | None = None
+) -> IdentityGroups:
     """Group the rows of ``sequences`` (with their int ``labels`` [N]) by identical
-    normalised sequence; see :class:`IdentityGroups`."""
+    normalised sequence and, when ``related`` (int [N]) is given, also join rows that share
+    a ``related`` key; see :class:`IdentityGroups` (``conflicting`` counts only groups of
+    identical sequences with different labels)."""
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) != len(sequences):
         raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
     first: dict[str, int] = {}
-    group = np.fromiter(
+    identity = np.fromiter(
         (first.setdefault(normalize_sequence(s), len(first)) for s in sequences),
         dtype=np.int64,
         count=len(sequences),
     )
-    n_groups = len(first)
-    size = np.bincount(group, minlength=n_groups)
+    conflicting = int(((_votes(identity, labels) > 0).sum(axis=1) > 1).sum())
+    group = identity if related is None else _join(identity, np.asarray(related))
+    votes = _votes(group, labels)
+    return IdentityGroups(group, votes.argmax(axis=1), votes.sum(axis=1), conflicting)
+
+
+def _votes(group: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rows per (group, label): int64 [G, labels] (groups numbered 0..G-1)."""
     n_labels = int(labels.max()) + 1 if len(labels) else 1
-    votes = np.zeros((n_groups, n_labels), dtype=np.int64)  # [G, labels]
+    votes = np.zeros((int(group.max()) + 1 if len(group) else 0, n_labels), dtype=np.int64)
     np.add.at(votes, (group, labels), 1)
-    conflicting = int(((votes > 0).sum(axis=1) > 1).sum())
-    return IdentityGroups(group, votes.argmax(axis=1), size, conflicting)
+    return votes
+
+
+def _join(identity: np.ndarray, related: np.ndarray) -> np.ndarray:
+    """Groups [N] (numbered by first appearance) of the rows connected through a shared
+    identity group or a shared ``related`` key (union-find over identity groups)."""
+    if related.shape != identity.shape:
+        raise ValueError(f"{len(identity)} sequences but {len(related)} related keys")
+    parent = list(range(int(identity.max()) + 1 if len(identity) else 0))
+
+    def root(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    anchor: dict[object, int] = {}
+    for node, key in zip(identity.tolist(), related.tolist(), strict=True):
+        other = anchor.setdefault(key, node)
+        parent[root(node)] = root(other)
+    roots = [root(node) for node in identity.tolist()]
+    number: dict[int, int] = {}
+    return np.fromiter((number.setdefault(r, len(number)) for r in roots), dtype=np.int64)
 
 
 def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
@@ -124,15 +155,21 @@ def split_by_identity(
     labels: np.ndarray,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
+    related: np.ndarray | None = None,
 ) -> np.ndarray:
     """Assign each row a split: str array [N] of ``"train"``, ``"validation"``, ``"test"``.
 
     ``labels``: int [N] (class index of each row); ``fractions``: the share of rows of
     each class per split, in :data:`SPLITS` order, each >= 0 (train > 0), summing to 1.
     Identical sequences share a split; see the module docstring for the guarantees.
+    ``related``: optional int [N] keys; rows sharing a key share a split too. Promoter
+    negatives keep 8 of their positive's 20 parts (``shuffle`` negatives all of its bases),
+    so a positive and the negatives made from it must never be split apart: give them one
+    key (:func:`dnabird.data.negatives.promoter_negatives` keeps the positives' order).
+    Groups of mixed labels are allocated under their majority label (ties: the lower).
     """
     wanted = _check_fractions(fractions)
-    groups = group_by_identity(sequences, labels)
+    groups = group_by_identity(sequences, labels, related)
     if groups.conflicting:
         log.warning(
             "%d groups of identical sequences carry different labels; each group was split "

@@ -141,3 +141,32 @@ def test_split_names():
         "test",
         None,
     ]
+
+
+def test_related_rows_share_a_split_and_pairs_stay_balanced():
+    """A promoter and the negative made from it share 8 of 20 parts: they must never be
+    split apart (a leak that put the k-mer baseline below chance on shuffle negatives)."""
+    from dnabird.data.negatives import promoter_negatives
+
+    rng = np.random.default_rng(3)
+    positives = ["".join(rng.choice(list("ACGT"), 300)) for _ in range(400)]
+    negatives = promoter_negatives(positives, "shuffle", seed=0)
+    sequences = positives + negatives
+    labels = np.array([1] * 400 + [0] * 400)
+    source = np.tile(np.arange(400), 2)  # row -> the positive it comes from
+    split = split_by_identity(sequences, labels, seed=1, related=source)
+    assert (split[:400] == split[400:]).all()
+    for name, share in zip(SPLITS, (0.8, 0.1, 0.1), strict=True):
+        assert abs((split[:400] == name).sum() - 400 * share) <= 1  # positives
+        assert abs((split[400:] == name).sum() - 400 * share) <= 1  # and their negatives
+    unrelated = split_by_identity(sequences, labels, seed=1)
+    assert (unrelated[:400] != unrelated[400:]).any()  # without the keys pairs do split
+
+
+def test_related_keys_and_identity_join_transitively():
+    sequences = ["AAAA", "CCCC", "AAAA", "GGGG", "TTTT"]
+    labels = np.array([0, 1, 1, 0, 1])
+    related = np.array([10, 10, 20, 20, 30])  # 0~1 by key, 0~2 identical, 2~3 by key
+    groups = group_by_identity(sequences, labels, related)
+    assert groups.group.tolist() == [0, 0, 0, 0, 1]
+    assert groups.size.tolist() == [4, 1] and groups.conflicting == 1  # AAAA has labels 0, 1
