@@ -18,3 +18,23 @@ def shared_data_dir() -> Path | None:
     env = os.environ.get(SHARED_DATA_ENV)
     folder = Path(env) if env else _REPO_ROOT.parent / "shared" / "data"
     return folder if folder.is_dir() else None
+
+
+def planted_motif_sequences(
+    count: int, length: int = 60, motif: str = "TATAAAAGGCGC", seed: int = 0
+) -> tuple[list[str], list[int]]:
+    """``count`` random ACGT sequences of ``length`` bp, every second one (label 1) with
+    ``motif`` planted at a random position: a learnable two-class task for fine-tuning
+    tests. Returns (sequences, labels)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sequences, labels = [], []
+    for i in range(count):
+        bases = rng.choice(list("ACGT"), size=length)
+        if i % 2:
+            start = int(rng.integers(0, length - len(motif) + 1))
+            bases[start : start + len(motif)] = list(motif)
+        sequences.append("".join(bases))
+        labels.append(i % 2)
+    return sequences, labels

@@ -18,6 +18,8 @@ REQUIRED_IN_WHEEL = (
     "dnabird/model/attention/sparse_rows_cpu.cpp",  # the CPU kernel, built on first use
     "dnabird/pipelines/pretrain_tiny.yaml",  # pretrain --config tiny
     "dnabird/pipelines/pretrain_grch37.yaml",
+    "dnabird/pipelines/promoter.yaml",  # finetune --config promoter
+    "dnabird/pipelines/promoter_gpu.yaml",
 )
 
 

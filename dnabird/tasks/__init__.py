@@ -11,4 +11,10 @@ Pretraining: :mod:`~dnabird.tasks.pretrain_config` (``PretrainConfig``, mirrored
 ``pipelines/pretrain_*.yaml``), :mod:`~dnabird.tasks.pretrain` (the MLM module),
 :mod:`~dnabird.tasks.pretrain_run` (``run_pretrain``); :mod:`~dnabird.tasks.evaluate_mlm`
 (held-out bits per character) and :mod:`~dnabird.tasks.metrics`.
+
+Fine-tuning: :mod:`~dnabird.tasks.finetune_config` (``FinetuneConfig``, mirrored by
+``pipelines/promoter*.yaml``), :mod:`~dnabird.tasks.finetune` (the classification module),
+:mod:`~dnabird.tasks.finetune_run` (``run_finetune``: best checkpoint, test report with
+baselines, export) and :mod:`~dnabird.tasks.classify` (a fine-tuned folder at work:
+``Classifier``, evaluation, FASTA prediction).
 """

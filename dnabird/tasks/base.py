@@ -1,7 +1,10 @@
 """``TrainingModule``: what every dnabird LightningModule shares around its model.
 
-- AdamW with two parameter groups: weight decay on weight matrices and embeddings, none on
-  biases and norm weights (the parameters with fewer than 2 dimensions).
+- AdamW with weight decay on weight matrices and embeddings, none on biases and norm
+  weights (the parameters with fewer than 2 dimensions), within each group of
+  :meth:`TrainingModule.parameter_groups` (one by default; fine-tuning's layer-wise
+  learning-rate decay gives one per layer, each at its own share of the rate). Parameters
+  that do not require a gradient (a frozen encoder) get no optimizer state.
 - Linear warm-up to ``optim.lr`` over ``optim.warmup_steps``, then linear decay to 0 at
   ``max_steps`` (:func:`warmup_linear_decay`), stepped per optimizer step.
 - The model's per-step attention-pattern hook (``random_mode="per_step"``).
@@ -56,13 +59,30 @@ class TrainingModule(L.LightningModule):
         self._last_step_time: float | None = None
 
     # ---------------------------------------------------------------- optimizer
+    def parameter_groups(self) -> list[tuple[float, list[torch.nn.Parameter]]]:
+        """``[(lr_scale, parameters)]``: the model's parameters in groups, each learning at
+        ``lr_scale x`` the scheduled rate (e.g. layer-wise decay); parameters that do not
+        require a gradient are left out of the optimizer. Default: one group at 1."""
+        return [(1.0, list(self.model.parameters()))]
+
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = []
+        for scale, params in self.parameter_groups():
+            trained = [p for p in params if p.requires_grad]
+            for decay in (True, False):  # weight matrices and embeddings; biases and norms
+                chosen = [p for p in trained if (p.ndim >= 2) == decay]
+                if chosen:
+                    groups.append(
+                        {
+                            "params": chosen,
+                            "lr": self.optim.lr * scale,
+                            "lr_scale": scale,
+                            "decay": decay,
+                            "weight_decay": self.optim.weight_decay if decay else 0.0,
+                        }
+                    )
         optimizer = torch.optim.AdamW(
-            [
-                {"params": [p for p in params if p.ndim >= 2]},
-                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-            ],
+            groups,
             lr=self.optim.lr,
             weight_decay=self.optim.weight_decay,
             betas=(self.optim.beta1, self.optim.beta2),
@@ -111,18 +131,20 @@ class TrainingModule(L.LightningModule):
         if len(optimizers) != 1 or len(schedulers) != 1:
             return
         step = int(schedulers[0].get("last_epoch", 0))
-        lr = self.optim.lr * self.lr_factor(step)
+        factor = self.lr_factor(step)
         groups = optimizers[0].get("param_groups", [])
         for i, group in enumerate(groups):
+            # checkpoints written before groups carried lr_scale/decay: [decayed, not]
+            peak = self.optim.lr * group.get("lr_scale", 1.0)
             group.update(
-                lr=lr,
-                initial_lr=self.optim.lr,
-                weight_decay=self.optim.weight_decay if i == 0 else 0.0,
+                lr=peak * factor,
+                initial_lr=peak,
+                weight_decay=self.optim.weight_decay if group.get("decay", i == 0) else 0.0,
                 betas=(self.optim.beta1, self.optim.beta2),
                 eps=self.optim.eps,
             )
-        schedulers[0]["base_lrs"] = [self.optim.lr] * len(groups)
-        schedulers[0]["_last_lr"] = [lr] * len(groups)
+        schedulers[0]["base_lrs"] = [group["initial_lr"] for group in groups]
+        schedulers[0]["_last_lr"] = [group["lr"] for group in groups]
 
     # ---------------------------------------------------------------- metrics
     def throughput(self, tokens: torch.Tensor, bp: torch.Tensor) -> dict[str, torch.Tensor]:

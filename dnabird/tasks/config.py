@@ -197,6 +197,9 @@ class RunConfig:
     """Dotted keys that may differ when a run is resumed: they cannot change the weights
     trained so far (``trainer.max_steps`` extends or shortens the run). Any other change
     needs ``--accept-changes``."""
+    config_prefixes: ClassVar[tuple[str, ...]] = ()
+    """Name prefixes of the task's packaged configs besides ``<stage>_`` (fine-tuning's are
+    named after their data: ``promoter.yaml``, ``promoter_gpu.yaml``)."""
 
     out: str = "runs/run"
     """Run folder: checkpoints/, logs/, model/ (the exported model), manifest.json."""
@@ -224,21 +227,24 @@ class RunConfig:
 
 
 # ----------------------------------------------------------------------------- reading
-def packaged_configs(stage: str | None = None) -> dict[str, Path]:
+def packaged_configs(stage: str | None = None, prefixes: Sequence[str] = ()) -> dict[str, Path]:
     """``{name: path}`` of the YAML configs shipped with dnabird; with ``stage``, only that
-    stage's, named without its prefix (``pretrain_tiny.yaml`` -> ``tiny``)."""
+    stage's, named without its prefix (``pretrain_tiny.yaml`` -> ``tiny``), and those whose
+    name starts with one of ``prefixes`` (a task's :attr:`RunConfig.config_prefixes`), named
+    in full (``promoter_gpu.yaml`` -> ``promoter_gpu``)."""
     found = {}
     for path in sorted(PIPELINES.glob("*.yaml")):
-        if stage is None:
+        if stage is None or path.stem.startswith(tuple(prefixes)):
             found[path.stem] = path
         elif path.stem.startswith(f"{stage}_"):
             found[path.stem[len(stage) + 1 :]] = path
     return found
 
 
-def resolve_config(source: str | Path, stage: str) -> Path:
+def resolve_config(source: str | Path, stage: str, prefixes: Sequence[str] = ()) -> Path:
     """The YAML file meant by ``source``: an existing file, else a packaged config by
-    name (``tiny``, ``pretrain_tiny`` or ``pretrain_tiny.yaml`` for stage ``pretrain``)."""
+    name (``tiny``, ``pretrain_tiny`` or ``pretrain_tiny.yaml`` for stage ``pretrain``).
+    ``prefixes``: as in :func:`packaged_configs` (the names listed when none matches)."""
     path = Path(source)
     if path.is_file():
         return path
@@ -246,7 +252,7 @@ def resolve_config(source: str | Path, stage: str) -> Path:
     for candidate in (name, f"{name}.yaml", f"{stage}_{name}.yaml"):
         if "/" not in candidate and (PIPELINES / candidate).is_file():
             return PIPELINES / candidate
-    names = ", ".join(packaged_configs(stage)) or "none"
+    names = ", ".join(packaged_configs(stage, prefixes)) or "none"
     raise ConfigError(
         f"--config {source}: no such file, nor a packaged {stage} config (packaged: {names}); "
         "give one of those names or the path of a YAML file"
@@ -263,7 +269,8 @@ def load_config(cls: type[C], source: str | Path | None = None, overrides: Seque
     """
     tree: dict[str, Any] = {}
     if source is not None:
-        path = resolve_config(source, getattr(cls, "stage", "run"))
+        stage, prefixes = getattr(cls, "stage", "run"), getattr(cls, "config_prefixes", ())
+        path = resolve_config(source, stage, prefixes)
         try:
             tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
@@ -313,10 +320,14 @@ def _build(cls: type, values: Any, key: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """``value`` as type ``hint`` (int, float, str, bool, list[...], dict[...], unions,
-    dataclasses); a ConfigError naming ``key`` when it is not one."""
+    """``value`` as type ``hint`` (int, float, str, bool, None, list[...], dict[...], unions
+    such as ``str | None``, dataclasses); a ConfigError naming ``key`` when it is not one."""
     if hint is Any:
         return value
+    if hint is type(None):  # an optional field's null
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r:.60}")
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key)
     origin = typing.get_origin(hint)
@@ -364,7 +375,8 @@ def _describe(hint: Any) -> str:
     if origin is list:
         (item,) = typing.get_args(hint) or (Any,)
         return f"list of {_describe(item)}"
-    return {int: "int", float: "float", str: "str", bool: "true/false"}.get(hint, str(hint))
+    names = {int: "int", float: "float", str: "str", bool: "true/false", type(None): "null"}
+    return names.get(hint, str(hint))
 
 
 def _validate(config: Any, key: str) -> None:

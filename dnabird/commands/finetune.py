@@ -1,0 +1,206 @@
+"""``dnabird finetune``, ``dnabird evaluate`` and ``dnabird predict``: train a sequence
+classifier from a YAML config, score it on labelled sequences, predict a FASTA.
+
+``predict`` serves sequence classifiers for now; the prediction issue generalises it
+(BED + genome windows, variants) in ``dnabird.predict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+
+from dnabird.commands._types import at_least, device
+
+
+def _run_finetune(args: argparse.Namespace) -> None:
+    from dnabird.tasks.classification_metrics import metrics_table
+    from dnabird.tasks.config import load_config
+    from dnabird.tasks.finetune_config import FinetuneConfig
+    from dnabird.tasks.finetune_run import REPORT_NAME, run_finetune
+    from dnabird.tasks.trainer import is_global_zero
+
+    config = load_config(FinetuneConfig, args.config, args.overrides)
+    if args.print_config:
+        import yaml
+
+        config.check(hardware=False)
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return
+    again = ["dnabird", "finetune", *(["--config", args.config] if args.config else [])]
+    export = run_finetune(
+        config,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        accept_changes=args.accept_changes,
+        command=shlex.join([*again, *args.overrides, "--resume"]),
+    )
+    if not is_global_zero():  # the first process exports, evaluates and reports
+        return
+    manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
+    best = manifest.get("best")
+    chosen = (
+        f"best {best['metric']} {best['value']:.4f} at step {best['step']}"
+        if best
+        else "last weights"
+    )
+    if manifest.get("stopped_early") and best:
+        patience = config.early_stopping.patience
+        chosen += f" (stopped early: no better {best['metric']} in {patience} validations)"
+    counts = manifest["data"]["splits"]
+    sizes = ", ".join(
+        f"{name} {sum(counts[name].values()):,}" for name in ("train", "validation", "test")
+    )
+    print(
+        f"Fine-tuned for {manifest['steps']} steps in {manifest['seconds']:.0f} s on "
+        f"{sizes} sequences (window {manifest['max_length']} tokens); exported the "
+        f"{chosen} to {export}."
+    )
+    test = manifest.get("test")
+    if test:
+        print(f"Test split ({sum(counts['test'].values()):,} sequences), 95% bootstrap CIs:")
+        print(metrics_table(test["reports"]), end="")
+        print(f"Report and plots in {config.out} ({REPORT_NAME}, roc_pr.png, confusion.png).")
+    else:
+        print("No test split (data.test is null and data.split gives test 0): no test report.")
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from dnabird.data.labelled import read_labelled
+    from dnabird.files import write_text_atomic
+    from dnabird.outputs import check_writable_file
+    from dnabird.tasks.classification_metrics import metrics_table
+    from dnabird.tasks.classify import Classifier, evaluate_classifier
+
+    if args.output:
+        check_writable_file(args.output)  # before the work, not after it
+    classifier = Classifier.load(args.model, args.device)
+    rows = read_labelled(
+        args.data,
+        format=args.format,
+        label=args.label,
+        classes=classifier.classes,
+        labels_file=args.labels_file,
+    )
+    report, _ = evaluate_classifier(
+        classifier, rows, batch_size=args.batch_size, resamples=args.resamples, seed=args.seed
+    )
+    counts = ", ".join(f"{name} {n:,}" for name, n in report["class_counts"].items())
+    print(
+        f"Evaluated {report['n']:,} sequences of {rows.source} ({counts}) with {args.model} "
+        f"(window {classifier.window} tokens); 95% bootstrap CIs ({args.resamples} resamples):"
+    )
+    print(
+        metrics_table({"model": report}, names=("accuracy", "f1", "mcc", "auroc", "auprc")), end=""
+    )
+    if args.output:
+        write_text_atomic(args.output, json.dumps(report, indent=2) + "\n")
+        print(f"Report written to {args.output}.")
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from dnabird.genome.fasta import iter_fasta
+    from dnabird.outputs import check_writable_file
+    from dnabird.tasks.classify import Classifier, predict_fasta
+
+    check_writable_file(args.output)  # before the work, not after it
+    classifier = Classifier.load(args.model, args.device)
+    count = predict_fasta(
+        classifier,
+        iter_fasta(args.fasta),
+        args.output,
+        batch_size=args.batch_size,
+        source=str(args.fasta),
+    )
+    print(
+        f"Predicted {count:,} sequences of {args.fasta} with {args.model} (classes "
+        f"{', '.join(classifier.classes)}; window {classifier.window} tokens) into {args.output}."
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``finetune``, ``evaluate`` and ``predict`` subcommands."""
+    ft = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a sequence classifier on labelled sequences (YAML config)",
+        description="Fine-tune per a YAML config: a packaged one by name (promoter, "
+        "promoter_gpu) or a file; trailing key.sub=value arguments override its entries "
+        "(values read as YAML). The best validation's weights are exported with the "
+        "tokenizer, classes and window, and scored on the test split next to k-mer and "
+        "one-hot baselines. Ctrl-C stops after the current step with a checkpoint; --resume "
+        "continues.",
+    )
+    ft.add_argument(
+        "--config",
+        help="packaged config name (promoter, promoter_gpu) or YAML file; without it, the "
+        "built-in defaults",
+    )
+    ft.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.negatives=shuffle")
+    ft.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT from checkpoints/last.ckpt (also a finished run, to a "
+        "larger trainer.max_steps)",
+    )
+    ft.add_argument(
+        "--overwrite", action="store_true", help="replace the run OUT holds and start again"
+    )
+    ft.add_argument(
+        "--accept-changes",
+        action="store_true",
+        help="with --resume: continue although settings or inputs differ from the run's; "
+        "the differences are recorded in the manifest",
+    )
+    ft.add_argument(
+        "--print-config", action="store_true", help="check and print the resolved config, and exit"
+    )
+    ft.set_defaults(func=_run_finetune)
+
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="score a fine-tuned classifier on labelled sequences (metrics with 95%% CIs)",
+        description="Score a fine-tuned model folder on a labelled file (one sequence per "
+        "line, FASTA, CSV/TSV with sequence and label columns, Parquet): accuracy, precision, "
+        "recall, F1, MCC, AUROC, AUPRC with percentile-bootstrap 95% intervals. The labels "
+        "must be the model's classes; every sequence is padded to the model's window.",
+    )
+    ev.add_argument("--model", required=True, help="fine-tuned model folder (OUT/model)")
+    ev.add_argument("--data", required=True, help="labelled sequence file")
+    ev.add_argument(
+        "--format",
+        default="auto",
+        help="format of --data: lines, fasta, csv, tsv, parquet, or auto (from the file name)",
+    )
+    ev.add_argument(
+        "--label", help="the class of every sequence of a file without labels (e.g. promoter)"
+    )
+    ev.add_argument("--labels-file", help="FASTA: TSV of id<TAB>label instead of header labels")
+    ev.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per batch")
+    ev.add_argument(
+        "--resamples", type=at_least(1), default=1000, help="bootstrap resamples for the CIs"
+    )
+    ev.add_argument("--seed", type=at_least(0), default=0, help="bootstrap seed")
+    ev.add_argument(
+        "--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)"
+    )
+    ev.add_argument("-o", "--output", help="also write the report as JSON")
+    ev.set_defaults(func=_run_evaluate)
+
+    pr = subparsers.add_parser(
+        "predict",
+        help="class probabilities of every FASTA record with a fine-tuned classifier",
+        description="Predict every record of a FASTA file (plain, gzip or bgzip) with a "
+        "fine-tuned sequence classifier: a TSV with columns index, name and one probability "
+        "per class, written atomically. Records are read and scored one batch at a time; each "
+        "is padded to the model's window (a record longer than it is an error, unless the "
+        "model was trained with data.truncate).",
+    )
+    pr.add_argument("--model", required=True, help="fine-tuned model folder (OUT/model)")
+    pr.add_argument("--fasta", required=True, help="FASTA of the sequences to classify")
+    pr.add_argument("-o", "--output", required=True, help="TSV to write")
+    pr.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per batch")
+    pr.add_argument(
+        "--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)"
+    )
+    pr.set_defaults(func=_run_predict)

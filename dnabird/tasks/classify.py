@@ -1,0 +1,211 @@
+"""Fine-tuned sequence classifiers at work: open a model folder, predict, evaluate.
+
+A fine-tuned model folder (``dnabird finetune``'s ``OUT/model``) records in its manifest
+what a prediction needs besides the weights and the tokenizer: ``task``, ``classes`` (class
+``i`` is output ``i``), ``max_length`` (the fixed window every sequence is padded to, as in
+training) and ``truncate``. :meth:`Classifier.load` opens one; every prediction pads each
+sequence to that one window (:func:`dnabird.data.classification.pad_to_window`), so a
+sequence gets the same probabilities alone or in any batch.
+
+- :meth:`Classifier.probabilities`: ``float64 [N, K]`` class probabilities, batch by batch.
+- :func:`evaluate_classifier`: a labelled set -> a classification report with 95% bootstrap
+  intervals (:func:`dnabird.tasks.classification_metrics.classification_report`).
+- :func:`predict_fasta`: a FASTA -> a TSV ``index name P(class)...``, streamed in batches
+  (memory bounded by one batch and the longest record), written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from dnabird.errors import InputError
+
+if TYPE_CHECKING:
+    from dnabird.data.labelled import LabelledSequences
+    from dnabird.model import BigBirdForSequenceClassification
+    from dnabird.tokenizer import DNATokenizer
+
+HEAD = "BigBirdForSequenceClassification"
+
+
+@dataclass
+class Classifier:
+    """A sequence classifier ready to predict: ``model`` (eval mode, on ``device``), its
+    ``tokenizer``, ``classes`` (output order), the fixed ``window`` in tokens, and
+    ``truncate`` (cut longer sequences instead of refusing them)."""
+
+    model: BigBirdForSequenceClassification
+    tokenizer: DNATokenizer
+    classes: tuple[str, ...]
+    window: int
+    truncate: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    source: str = "model"
+    """Where the model came from (for messages)."""
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, device: str | None = None) -> Classifier:
+        """Open a fine-tuned model folder (files checked against its manifest) on ``device``
+        (``cpu``, ``cuda``, ``cuda:N``; None: CUDA when available). InputError when the
+        folder holds no sequence classifier (e.g. a pretrained masked LM)."""
+        from dnabird.manifest import read_manifest
+        from dnabird.model.pretrained import (
+            load_model,
+            load_tokenizer,
+            resolve_device,
+            stored_head,
+        )
+
+        chosen = resolve_device(device)
+        folder = Path(folder)
+        head = stored_head(folder)
+        manifest = read_manifest(folder) if (folder / "manifest.json").is_file() else {}
+        if head != HEAD or not manifest.get("classes") or not manifest.get("max_length"):
+            raise InputError(
+                f"{folder}: not a fine-tuned sequence classifier (it holds a {head}"
+                f"{'' if manifest.get('classes') else ' and records no classes'}); give the "
+                "model folder of a `dnabird finetune` run (OUT/model)"
+            )
+        model = load_model(folder, HEAD)
+        tokenizer = load_tokenizer(folder, verify=False)  # load_model checked every file
+        return cls(
+            model.to(chosen).eval(),
+            tokenizer,
+            tuple(manifest["classes"]),
+            int(manifest["max_length"]),
+            bool(manifest.get("truncate", False)),
+            chosen,
+            str(folder),
+        )
+
+    def windows(
+        self, sequences: Sequence[str], names: Sequence[str] | None = None, source: str = "input"
+    ) -> np.ndarray:
+        """Token windows ``int32 [N, window]`` of ``sequences`` (InputError naming
+        ``names[i]`` in ``source`` for one longer than the window, unless ``truncate``)."""
+        from dnabird.data.classification import pad_to_window, tokenize
+
+        return pad_to_window(
+            tokenize(self.tokenizer, sequences),
+            self.window,
+            truncate=self.truncate,
+            names=names,
+            source=source,
+        )
+
+    @torch.no_grad()
+    def probabilities(
+        self,
+        sequences: Sequence[str],
+        names: Sequence[str] | None = None,
+        source: str = "input",
+        batch_size: int = 64,
+    ) -> np.ndarray:
+        """Class probabilities ``float64 [N, K]`` (columns in :attr:`classes` order), in
+        batches of ``batch_size``. InputError if the model gives a non-finite value."""
+        from dnabird.data.classification import batch_tensors
+
+        windows = self.windows(sequences, names, source)
+        was_training = self.model.training
+        self.model.eval()
+        out = []
+        try:
+            for start in range(0, len(windows), batch_size):
+                batch = batch_tensors(windows[start : start + batch_size])
+                logits = self.model(
+                    batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+                ).logits
+                out.append(torch.softmax(logits.double(), dim=-1).cpu().numpy())
+        finally:
+            self.model.train(was_training)
+        result = np.concatenate(out) if out else np.empty((0, len(self.classes)))
+        if not np.isfinite(result).all():
+            raise InputError(
+                f"{self.source}: the model gives non-finite outputs (NaN or inf); its weights "
+                "are broken: export or train it again"
+            )
+        return result
+
+
+def scores(probabilities: np.ndarray) -> np.ndarray:
+    """What :func:`~dnabird.tasks.classification_metrics.classification_report` scores:
+    P(class 1) ``[N]`` for two classes, else the probabilities ``[N, K]``."""
+    return probabilities[:, 1] if probabilities.shape[1] == 2 else probabilities
+
+
+def evaluate_classifier(
+    classifier: Classifier,
+    rows: LabelledSequences,
+    *,
+    batch_size: int = 64,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Score ``classifier`` on labelled ``rows`` (their classes must be the classifier's):
+    ``(report, probabilities [N, K])``, the report a
+    :func:`~dnabird.tasks.classification_metrics.classification_report` with 95% bootstrap
+    intervals (``resamples``, ``seed``)."""
+    from dnabird.tasks.classification_metrics import classification_report
+
+    if tuple(rows.classes) != tuple(classifier.classes):
+        raise InputError(
+            f"{rows.source}: classes {list(rows.classes)} differ from the model's "
+            f"{list(classifier.classes)}; read the file with the model's classes"
+        )
+    probabilities = classifier.probabilities(rows.sequences, rows.ids, rows.source, batch_size)
+    report = classification_report(
+        rows.labels, scores(probabilities), classifier.classes, resamples=resamples, seed=seed
+    )
+    return report, probabilities
+
+
+def predict_fasta(
+    classifier: Classifier,
+    records: Iterable[tuple[str, str]],
+    out: str | os.PathLike,
+    *,
+    batch_size: int = 64,
+    source: str = "input",
+) -> int:
+    """Write ``out`` (TSV, atomically): a header ``index name <class>...``, then per record
+    its 0-based index, name and class probabilities (6 decimals). ``records`` (name,
+    sequence) are read one batch at a time; a progress bar counts them. Returns the count;
+    InputError when there is none."""
+    from dnabird.files import atomic_path
+    from dnabird.progress import progress
+
+    count = 0
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write("\t".join(["index", "name", *classifier.classes]) + "\n")
+        with progress(unit="seq", desc="predict") as bar:
+            for chunk in _chunks(records, batch_size):
+                names = [name for name, _ in chunk]
+                probabilities = classifier.probabilities(
+                    [seq for _, seq in chunk], names, source, batch_size
+                )
+                for name, row in zip(names, probabilities, strict=True):
+                    values = "\t".join(f"{p:.6f}" for p in row)
+                    handle.write(f"{count}\t{name}\t{values}\n")
+                    count += 1
+                bar.update(len(chunk))
+        if not count:
+            raise InputError(f"{source}: no sequences to predict")
+    return count
+
+
+def _chunks(records: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    chunk: list[tuple[str, str]] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

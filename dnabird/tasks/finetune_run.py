@@ -1,0 +1,339 @@
+"""Run a fine-tuning job from a :class:`~dnabird.tasks.finetune_config.FinetuneConfig`:
+check it, read and split the data, claim the run folder, fit (or resume), keep the best
+weights, evaluate them on the test split next to the baselines, export the model.
+
+The run folder, the Trainer, resume and export are :mod:`dnabird.tasks.trainer`'s; this
+module wires the fine-tuning pieces into them: the model folder's tokenizer, the labelled
+splits and their fixed windows (:mod:`dnabird.data.classification`),
+:class:`~dnabird.tasks.finetune.FinetuneModule`, and the selection of the best validation
+(a weights-only ``checkpoints/best.ckpt`` kept by Lightning's ``ModelCheckpoint``, and
+``EarlyStopping``; both keep their state in every checkpoint, so a resumed run selects and
+stops exactly as a straight one).
+
+Run folder, besides the trainer's ``checkpoints/``, ``logs/`` and ``model/``::
+
+    report.json       test-split reports of the model and the baselines (95% bootstrap CIs)
+    roc_pr.png        ROC and precision-recall curves of the model and the baselines
+    confusion.png     the model's confusion matrix on the test split
+    manifest.json     written last
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dnabird.errors import InputError
+from dnabird.tasks.finetune_config import FinetuneConfig
+from dnabird.tasks.trainer import CHECKPOINT_DIR, TrainingRun, build_trainer
+
+if TYPE_CHECKING:
+    from dnabird.data.classification import LabelledSplits, WindowedSplit
+    from dnabird.tasks.classify import Classifier
+
+log = logging.getLogger(__name__)
+
+BEST_CHECKPOINT = "best.ckpt"
+REPORT_NAME = "report.json"
+MODEL_NAME = "dnabird"
+"""The fine-tuned model's row in reports and tables (the baselines: ``kmer_logreg``, ...)."""
+
+
+def run_finetune(
+    config: FinetuneConfig,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    *,
+    overwrite: bool = False,
+    accept_changes: bool = False,
+    command: str | None = None,
+) -> Path:
+    """Fine-tune per ``config`` and return the exported model folder ``OUT/model``.
+
+    ``resume``, ``overwrite``, ``accept_changes``, ``callbacks`` and ``command`` as in
+    :func:`dnabird.tasks.pretrain_run.run_pretrain`. Every input is read and checked before
+    the run folder is claimed, so a bad file leaves no folder behind. A run folder already
+    holding this run, complete, is returned as it is.
+    """
+    import lightning as L
+    import torch
+
+    from dnabird.data.classification import ClassificationDataModule, load_splits
+    from dnabird.files import sha256_file
+    from dnabird.manifest import describe_file
+    from dnabird.model.pretrained import WEIGHTS_NAME, head_class
+    from dnabird.tasks.finetune import FinetuneModule
+
+    config.check()
+    tokenizer = _tokenizer(config)
+    model_config = config.model.build(tokenizer.vocab_size)
+    splits = load_splits(config.data, config.seed)
+    classes = splits.classes
+    window, windowed = _windows(config, tokenizer, model_config, splits)
+    log.info(
+        "data: %s sequences (train, validation, test), each in a window of %d tokens",
+        " / ".join(f"{len(windowed[name]):,}" for name in ("train", "validation", "test")),
+        window,
+    )
+    if config.early_stopping.metric is not None and not len(windowed["validation"]):
+        raise InputError(
+            f"{splits.rows.source}: the validation split is empty (split counts "
+            f"{splits.counts()['validation']}), so early_stopping.metric="
+            f"{config.early_stopping.metric} cannot select weights; give data.validation, a "
+            "larger data.split validation fraction, or early_stopping.metric=null"
+        )
+    datamodule = ClassificationDataModule(
+        windowed["train"],
+        windowed["validation"],
+        config.data.batch_size,
+        config.seed,
+        config.data.num_workers,
+    )
+    files = config.data.files()
+    inputs = {
+        "tokenizer_sha256": hashlib.sha256(tokenizer.model_proto).hexdigest(),
+        "data_sha256": {key: sha256_file(path) for key, path in files.items()},
+    }
+    if config.model.init is not None:
+        inputs["init_sha256"] = sha256_file(Path(config.model.init) / WEIGHTS_NAME)
+    head = head_class(config.head)
+    with torch.device("meta"):  # shapes only, to check a checkpoint before resuming
+        shapes = head(model_config, num_labels=len(classes))
+    out = Path(config.out)
+    trainer = build_trainer(
+        config,
+        out,
+        [*_selection_callbacks(config, out), *callbacks],
+        val_batches=datamodule.val_batches,
+    )
+    with TrainingRun(
+        config,
+        inputs,
+        shapes,
+        resume=resume,
+        overwrite=overwrite,
+        accept_changes=accept_changes,
+        command=command,
+    ) as run:
+        if run.done:
+            return run.model_dir
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        module = FinetuneModule(
+            _initial_model(config, model_config, len(classes)),
+            config.to_dict()["optim"],
+            config.trainer.max_steps,
+            freeze_encoder=config.model.freeze_encoder,
+            layer_lr_decay=config.model.layer_lr_decay,
+            monitor=config.early_stopping.metric,
+        )
+        run.fit(trainer, module, datamodule)
+        best = _restore_best(config, module, out)
+        test = None
+        if trainer.is_global_zero and len(windowed["test"]):
+            from dnabird.tasks.classify import Classifier
+
+            device = trainer.strategy.root_device  # Lightning moved the model to the CPU
+            classifier = Classifier(
+                module.model.to(device), tokenizer, classes, window, config.data.truncate, device
+            )
+            test = evaluate_test(config, splits, classifier, out)
+        return run.export(
+            trainer,
+            module,
+            tokenizer,
+            task=config.task,
+            classes=list(classes),
+            max_length=window,
+            truncate=config.data.truncate,
+            inputs={
+                "data": {key: describe_file(path) for key, path in files.items()},
+                **({"init": str(config.model.init)} if config.model.init else {}),
+            },
+            data={
+                "splits": splits.counts(),
+                "negatives": splits.negatives,
+                "drawn_splits": splits.drawn,
+            },
+            best=best,
+            stopped_early=trainer.global_step < config.trainer.max_steps,
+            test=test,
+        )
+
+
+def _windows(
+    config: FinetuneConfig, tokenizer: Any, model_config: Any, splits: LabelledSplits
+) -> tuple[int, dict[str, WindowedSplit]]:
+    """The fixed window (``data.max_length``, or from the longest tokenized sequence of
+    every split: :func:`~dnabird.data.classification.default_window`) and each split's
+    windows."""
+    from dnabird.data.classification import default_window, tokenize, window_split
+
+    parts = {name: splits.part(name) for name in ("train", "validation", "test")}
+    tokens = {name: tokenize(tokenizer, part.sequences) for name, part in parts.items()}
+    window = config.data.max_length or default_window(
+        max(len(ids) for part in tokens.values() for ids in part),
+        model_config.block_size,
+        model_config.max_position_embeddings,
+    )
+    windowed = {
+        name: window_split(part, tokens[name], window, config.data.truncate)
+        for name, part in parts.items()
+    }
+    return window, windowed
+
+
+def _tokenizer(config: FinetuneConfig) -> Any:
+    """THE tokenizer: ``model.init``'s own, or ``model.tokenizer`` (a tokenizer folder or a
+    model folder holding one) for a model from scratch."""
+    from dnabird.model.pretrained import TOKENIZER_DIR, load_tokenizer
+    from dnabird.tokenizer import MODEL_FILE, DNATokenizer
+
+    if config.model.init is not None:
+        return load_tokenizer(config.model.init)
+    folder = Path(config.model.tokenizer)
+    if (folder / TOKENIZER_DIR).is_dir() and not (folder / MODEL_FILE).is_file():
+        return load_tokenizer(folder)
+    return DNATokenizer.from_pretrained(folder)
+
+
+def _initial_model(config: FinetuneConfig, model_config: Any, num_labels: int) -> Any:
+    """The classifier before training: a new head on ``model.init``'s encoder, or a new
+    model from the preset (drawn from the global generator: seed it first)."""
+    from dnabird.model.pretrained import head_class, load_model
+
+    if config.model.init is None:
+        return head_class(config.head)(model_config, num_labels=num_labels)
+    return load_model(
+        config.model.init,
+        config.head,
+        new_head=True,
+        config_overrides=config.model.config_overrides(),
+        num_labels=num_labels,
+    )
+
+
+def _selection_callbacks(config: FinetuneConfig, out: Path) -> list[Any]:
+    """Lightning callbacks keeping the best validation's weights in
+    ``checkpoints/best.ckpt`` and stopping after ``early_stopping.patience`` validations
+    without improvement (none without ``early_stopping.metric``)."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    section = config.early_stopping
+    if section.metric is None:
+        return []
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=out / CHECKPOINT_DIR,
+            filename=Path(BEST_CHECKPOINT).stem,
+            monitor=section.metric,
+            mode=section.direction,
+            save_top_k=1,
+            save_weights_only=True,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
+    ]
+    if section.patience:
+        callbacks.append(
+            EarlyStopping(monitor=section.metric, mode=section.direction, patience=section.patience)
+        )
+    return callbacks
+
+
+def _restore_best(config: FinetuneConfig, module: Any, out: Path) -> dict[str, Any] | None:
+    """Load the best validation's weights into ``module``; return ``{"metric", "mode",
+    "step", "value"}``, or None (no metric, or no validation ran: the last weights stay)."""
+    import torch
+
+    section = config.early_stopping
+    path = out / CHECKPOINT_DIR / BEST_CHECKPOINT
+    if section.metric is None:
+        return None
+    if not path.is_file():
+        log.warning(
+            "no validation ran (trainer.val_every_steps=%d, trainer.max_steps=%d): exporting "
+            "the last weights",
+            config.trainer.val_every_steps,
+            config.trainer.max_steps,
+        )
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(saved["state_dict"])
+    (selector,) = [
+        c
+        for c in module.trainer.checkpoint_callbacks
+        if getattr(c, "monitor", None) == section.metric
+    ]
+    return {
+        "metric": section.metric,
+        "mode": section.direction,
+        "step": int(saved["global_step"]),
+        "value": float(selector.best_model_score),
+    }
+
+
+def evaluate_test(
+    config: FinetuneConfig, splits: LabelledSplits, classifier: Classifier, out: Path
+) -> dict[str, Any]:
+    """Score ``classifier`` (the selected weights) on the test split next to the baselines
+    trained on the same training split; write ``report.json``, ``roc_pr.png`` and
+    ``confusion.png`` into ``out``; return ``{"reports": {name: report}, ...}``."""
+    from dnabird.baselines import run_baselines
+    from dnabird.files import write_text_atomic
+    from dnabird.plots import plot_confusion, plot_roc_pr
+    from dnabird.tasks.classify import evaluate_classifier
+
+    train, test = splits.part("train"), splits.part("test")
+    log.info(
+        "test split: scoring the model and the baselines (trained on the %d training "
+        "sequences) on %d sequences",
+        len(train),
+        len(test),
+    )
+    report, probabilities = evaluate_classifier(
+        classifier, test, batch_size=config.data.batch_size, seed=config.seed
+    )
+    predicted = {MODEL_NAME: probabilities}
+    baselines = run_baselines(
+        (train.sequences, train.labels),
+        (test.sequences, test.labels),
+        splits.classes,
+        seed=config.seed,
+        probabilities=predicted,
+    )
+    reports = {MODEL_NAME: report, **baselines}
+    result = {
+        "classes": list(splits.classes),
+        "test_counts": splits.counts()["test"],
+        "reports": reports,
+    }
+    write_text_atomic(out / REPORT_NAME, json.dumps(result, indent=2) + "\n")
+    title = f"{Path(config.data.train).name}: test split ({len(test):,} sequences)"
+    plot_roc_pr(_curves(test.labels, predicted, splits.classes), out / "roc_pr.png", title)
+    plot_confusion(
+        report["confusion"], splits.classes, out / "confusion.png", f"{MODEL_NAME}, {title}"
+    )
+    return result
+
+
+def _curves(
+    labels: np.ndarray, predicted: dict[str, np.ndarray], classes: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """What :func:`dnabird.plots.plot_roc_pr` draws from each model's probabilities
+    ``[N, K]``: P(class 1) for two classes; else the fine-tuned model's curve of each class
+    against the rest."""
+    if len(classes) == 2:
+        return {name: (labels, p[:, 1]) for name, p in predicted.items()}
+    return {
+        f"{MODEL_NAME}: {name} vs rest": (
+            (labels == k).astype(np.int64),
+            predicted[MODEL_NAME][:, k],
+        )
+        for k, name in enumerate(classes)
+    }
