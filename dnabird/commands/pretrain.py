@@ -12,6 +12,7 @@ def _run_pretrain(args: argparse.Namespace) -> None:
     from dnabird.tasks.config import load_config
     from dnabird.tasks.pretrain_config import PretrainConfig
     from dnabird.tasks.pretrain_run import run_pretrain
+    from dnabird.tasks.trainer import is_global_zero
 
     config = load_config(PretrainConfig, args.config, args.overrides)
     if args.print_config:
@@ -28,6 +29,8 @@ def _run_pretrain(args: argparse.Namespace) -> None:
         accept_changes=args.accept_changes,
         command=shlex.join([*again, *args.overrides, "--resume"]),
     )
+    if not is_global_zero():  # the first process exports and reports (others may be ahead)
+        return
     manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
     metrics = manifest["final_metrics"]
     shown = ", ".join(
