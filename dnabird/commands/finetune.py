@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 
+from dnabird.commands._training import add_run_options, run_from_args
 from dnabird.commands._types import at_least, device
 
 
 def _run_finetune(args: argparse.Namespace) -> None:
     from dnabird.tasks.classification_metrics import metrics_table
-    from dnabird.tasks.config import load_config
     from dnabird.tasks.finetune_config import FinetuneConfig
     from dnabird.tasks.finetune_run import REPORT_NAME, run_finetune
-    from dnabird.tasks.trainer import is_global_zero
 
-    config = load_config(FinetuneConfig, args.config, args.overrides)
-    if args.print_config:
-        import yaml
-
-        config.check(hardware=False)
-        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+    done = run_from_args(args, "finetune", FinetuneConfig, run_finetune)
+    if done is None:
         return
-    again = ["dnabird", "finetune", *(["--config", args.config] if args.config else [])]
-    export = run_finetune(
-        config,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        accept_changes=args.accept_changes,
-        command=shlex.join([*again, *args.overrides, "--resume"]),
-    )
-    if not is_global_zero():  # the first process exports, evaluates and reports
-        return
+    config, export = done
     manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
     best = manifest.get("best")
     chosen = (
@@ -131,30 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "one-hot baselines. Ctrl-C stops after the current step with a checkpoint; --resume "
         "continues.",
     )
-    ft.add_argument(
-        "--config",
-        help="packaged config name (promoter, promoter_gpu) or YAML file; without it, the "
-        "built-in defaults",
-    )
-    ft.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.negatives=shuffle")
-    ft.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in OUT from checkpoints/last.ckpt (also a finished run, to a "
-        "larger trainer.max_steps)",
-    )
-    ft.add_argument(
-        "--overwrite", action="store_true", help="replace the run OUT holds and start again"
-    )
-    ft.add_argument(
-        "--accept-changes",
-        action="store_true",
-        help="with --resume: continue although settings or inputs differ from the run's; "
-        "the differences are recorded in the manifest",
-    )
-    ft.add_argument(
-        "--print-config", action="store_true", help="check and print the resolved config, and exit"
-    )
+    add_run_options(ft, "promoter, promoter_gpu", "data.negatives=shuffle")
     ft.set_defaults(func=_run_finetune)
 
     ev = subparsers.add_parser(

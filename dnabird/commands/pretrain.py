@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
+
+from dnabird.commands._training import add_run_options, run_from_args
 
 
 def _run_pretrain(args: argparse.Namespace) -> None:
-    from dnabird.tasks.config import load_config
     from dnabird.tasks.pretrain_config import PretrainConfig
     from dnabird.tasks.pretrain_run import run_pretrain
-    from dnabird.tasks.trainer import is_global_zero
 
-    config = load_config(PretrainConfig, args.config, args.overrides)
-    if args.print_config:
-        import yaml
-
-        config.check(hardware=False)
-        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+    done = run_from_args(args, "pretrain", PretrainConfig, run_pretrain)
+    if done is None:
         return
-    again = ["dnabird", "pretrain", *(["--config", args.config] if args.config else [])]
-    export = run_pretrain(
-        config,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        accept_changes=args.accept_changes,
-        command=shlex.join([*again, *args.overrides, "--resume"]),
-    )
-    if not is_global_zero():  # the first process exports and reports (others may be ahead)
-        return
+    config, export = done
     manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
     metrics = manifest["final_metrics"]
     shown = ", ".join(
@@ -55,27 +41,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "file; trailing key.sub=value arguments override its entries (values read as YAML). "
         "Ctrl-C stops after the current step with a checkpoint; --resume continues.",
     )
-    pre.add_argument(
-        "--config",
-        help="packaged config name (tiny, grch37) or YAML file; without it, the built-in defaults",
-    )
-    pre.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. trainer.max_steps=50")
-    pre.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in OUT from checkpoints/last.ckpt (also a finished run, to a "
-        "larger trainer.max_steps)",
-    )
-    pre.add_argument(
-        "--overwrite", action="store_true", help="replace the run OUT holds and start again"
-    )
-    pre.add_argument(
-        "--accept-changes",
-        action="store_true",
-        help="with --resume: continue although settings or inputs differ from the run's "
-        "(learning rate, data...); the differences are recorded in the manifest",
-    )
-    pre.add_argument(
-        "--print-config", action="store_true", help="check and print the resolved config, and exit"
-    )
+    add_run_options(pre, "tiny, grch37", "trainer.max_steps=50")
     pre.set_defaults(func=_run_pretrain)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dnabird.data.negatives import SCHEMES
 from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError
 from dnabird.tasks.config import RunConfig, require
@@ -43,9 +44,9 @@ METRICS = (
 """Validation metrics logged at every validation (:mod:`dnabird.tasks.finetune`); any of
 them may select the best checkpoint (``early_stopping.metric``)."""
 
-NEGATIVE_SCHEMES = ("substitute", "shuffle")
-"""Negatives made from the positives (:mod:`dnabird.data.negatives`); anything else given as
-``data.negatives`` is the path of a file of negatives."""
+#: Negatives made from the positives (:mod:`dnabird.data.negatives`); anything else given as
+#: ``data.negatives`` is the path of a file of negatives.
+NEGATIVE_SCHEMES = SCHEMES
 
 SHAPE_FIELDS = (
     "vocab_size",
