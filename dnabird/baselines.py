@@ -174,6 +174,13 @@ class _LogisticBaseline:
     def fit(self, sequences: Sequence[str], labels: np.ndarray):
         """Fit on ``sequences`` and their class indices ``labels`` ``[N]`` (0..K-1)."""
         labels = check_training_labels(labels, len(sequences))
+        features = self._standardised(sequences)
+        self.chosen_C = self.C if self.C is not None else self._cross_validated_C(features, labels)
+        self._model = _logistic(self.chosen_C).fit(features, labels)
+        return self
+
+    def _standardised(self, sequences: Sequence[str]):
+        """The training features scaled to unit variance (the scale is kept for later)."""
         features = self._features(sequences, fitting=True)
         if scipy.sparse.issparse(features):
             squares = np.asarray(features.multiply(features).mean(axis=0)).ravel()
@@ -182,10 +189,34 @@ class _LogisticBaseline:
             squares, means = (features**2).mean(axis=0), features.mean(axis=0)
         std = np.sqrt(np.maximum(squares - means**2, 0.0))
         self._scale = np.where(std > 1e-12, 1.0 / np.maximum(std, 1e-12), 1.0)
-        features = self._scaled(features)
-        self.chosen_C = self.C if self.C is not None else self._cross_validated_C(features, labels)
-        self._model = _logistic(self.chosen_C).fit(features, labels)
-        return self
+        return self._scaled(features)
+
+    def fit_predict_labels(
+        self, sequences: Sequence[str], labels: np.ndarray, test_sequences: Sequence[str]
+    ) -> tuple[np.ndarray, list[float | None]]:
+        """Multi-label: one model per column of ``labels`` (0/1 ``[N, F]``) on the features
+        computed once; returns P(positive) of ``test_sequences`` ``float64 [M, F]`` and the C
+        of each column. A column with fewer than 2 positives or 2 negatives in training
+        cannot be fitted (nor its C chosen): its score is the training prevalence, a
+        constant (AUROC 0.5), and its C None."""
+        from dnabird.progress import progress
+
+        labels = np.asarray(labels)
+        features = self._standardised(sequences)
+        test = self._scaled(self._features(test_sequences, fitting=False))
+        scores = np.empty((len(test_sequences), labels.shape[1]))
+        chosen: list[float | None] = []
+        for j in progress(range(labels.shape[1]), desc="baseline", unit="label"):
+            column = labels[:, j].astype(np.int64)
+            positives = int(column.sum())
+            if min(positives, len(column) - positives) < 2:
+                scores[:, j] = positives / len(column)
+                chosen.append(None)
+                continue
+            c = self.C if self.C is not None else self._cross_validated_C(features, column)
+            scores[:, j] = _logistic(c).fit(features, column).predict_proba(test)[:, 1]
+            chosen.append(c)
+        return scores, chosen
 
     def _cross_validated_C(self, features, labels: np.ndarray) -> float:
         """The C of :data:`C_GRID` with the lowest mean held-out log-loss over stratified

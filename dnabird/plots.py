@@ -1,6 +1,6 @@
 """Figures: the block-sparse attention pattern drawn like Figure 1 of the BigBird paper,
-training curves, and the classification figures of a test report (ROC and precision-recall
-curves, confusion matrix).
+training curves, the classification figures of a test report (ROC and precision-recall
+curves, confusion matrix) and the per-feature AUROCs of a multi-label report.
 
 matplotlib (Agg backend) is imported inside each function, so importing this module is free.
 """
@@ -262,3 +262,64 @@ def plot_confusion(
     path: each cell prints its count and its percentage of the row (the true class), and is
     shaded by that percentage."""
     return _save_png(confusion_figure(confusion, classes, title), path)
+
+
+def feature_auroc_figure(reports: Mapping[str, dict], title: str):
+    """The figure of :func:`plot_feature_aurocs` (a matplotlib Figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dnabird.tasks.multilabel_metrics import category_groups
+
+    models = list(reports)
+    first = reports[models[0]]["features"]
+    groups = category_groups([row["category"] for row in first])
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(groups) * len(models)), 5), dpi=120)
+    width = 0.8 / len(models)
+    rng = np.random.default_rng(0)  # horizontal jitter of the points only
+    for m, model in enumerate(models):
+        rows = reports[model]["features"]
+        for g, columns in enumerate(groups.values()):
+            values = np.array([rows[j]["auroc"] for j in columns if rows[j]["auroc"] is not None])
+            x = g + (m - (len(models) - 1) / 2) * width
+            colour = f"C{m}"
+            if values.size:
+                ax.scatter(
+                    x + rng.uniform(-0.3, 0.3, values.size) * width,
+                    values,
+                    s=12,
+                    color=colour,
+                    alpha=0.6,
+                    label=model if g == 0 else None,
+                )
+                median = float(np.median(values))
+                ax.hlines(median, x - width / 2, x + width / 2, color=colour, lw=2.5)
+                ax.annotate(
+                    f"{median:.3f}",
+                    (x, median),
+                    textcoords="offset points",
+                    xytext=(0, 6),
+                    ha="center",
+                    fontsize=8,
+                    color=colour,
+                )
+    ax.axhline(0.5, color="0.5", ls="--", lw=1, label="chance (0.5)")
+    ax.set_xticks(
+        range(len(groups)),
+        [f"{group}\n({len(columns)} features)" for group, columns in groups.items()],
+    )
+    ax.set(ylabel="test AUROC per feature (bar: median)", ylim=(0.0, 1.02), title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_aurocs(reports: Mapping[str, dict], path: str | os.PathLike, title: str) -> Path:
+    """Write one PNG: the test AUROC of every feature (points) and their median (bar, value
+    printed) per category, one colour per model; ``reports`` ``{model name:
+    multilabel_report}`` (:func:`dnabird.tasks.multilabel_metrics.multilabel_report`).
+    Features whose AUROC is undefined are not drawn."""
+    return _save_png(feature_auroc_figure(reports, title), path)

@@ -6,4 +6,14 @@ the top (``dnabird --help`` must stay instant); they import the work when it run
 :mod:`dnabird.cli` discovers them; :data:`ORDER` fixes the order ``--help`` lists them in.
 """
 
-ORDER = ("demo", "genome", "tokenizer", "pretrain", "evaluate", "finetune", "predict", "env")
+ORDER = (
+    "demo",
+    "genome",
+    "tokenizer",
+    "dataset",
+    "pretrain",
+    "evaluate",
+    "finetune",
+    "predict",
+    "env",
+)

@@ -1,5 +1,6 @@
 """``dnabird finetune``, ``dnabird evaluate`` and ``dnabird predict``: train a sequence
-classifier from a YAML config, score it on labelled sequences, predict a FASTA.
+classifier or a multi-label (chromatin-profile) model from a YAML config, score a sequence
+classifier on labelled sequences, predict a FASTA.
 
 ``predict`` serves sequence classifiers for now; the prediction issue generalises it
 (BED + genome windows, variants) in ``dnabird.predict``.
@@ -18,6 +19,7 @@ def _run_finetune(args: argparse.Namespace) -> None:
     from dnabird.tasks.classification_metrics import metrics_table
     from dnabird.tasks.finetune_config import FinetuneConfig
     from dnabird.tasks.finetune_run import REPORT_NAME, run_finetune
+    from dnabird.tasks.multilabel_metrics import summary_table
 
     done = run_from_args(args, "finetune", FinetuneConfig, run_finetune)
     if done is None:
@@ -43,7 +45,17 @@ def _run_finetune(args: argparse.Namespace) -> None:
         f"{chosen} to {export}."
     )
     test = manifest.get("test")
-    if test:
+    if test and manifest["task"] == "multilabel":
+        print(
+            f"Test split ({sum(counts['test'].values()):,} sequences, "
+            f"{len(manifest['classes'])} features), medians over features, 95% bootstrap CIs:"
+        )
+        print(summary_table(test["reports"]))
+        print(
+            f"Report and plots in {config.out} ({REPORT_NAME}, test_performance.tsv, "
+            "auroc_by_category.png, roc_pr.png)."
+        )
+    elif test:
         print(f"Test split ({sum(counts['test'].values()):,} sequences), 95% bootstrap CIs:")
         print(metrics_table(test["reports"]), end="")
         print(f"Report and plots in {config.out} ({REPORT_NAME}, roc_pr.png, confusion.png).")
@@ -108,15 +120,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``finetune``, ``evaluate`` and ``predict`` subcommands."""
     ft = subparsers.add_parser(
         "finetune",
-        help="fine-tune a sequence classifier on labelled sequences (YAML config)",
+        help="fine-tune a sequence classifier or a chromatin-profile model (YAML config)",
         description="Fine-tune per a YAML config: a packaged one by name (promoter, "
-        "promoter_gpu) or a file; trailing key.sub=value arguments override its entries "
-        "(values read as YAML). The best validation's weights are exported with the "
-        "tokenizer, classes and window, and scored on the test split next to k-mer and "
-        "one-hot baselines. Ctrl-C stops after the current step with a checkpoint; --resume "
-        "continues.",
+        "promoter_gpu, chromatin_peaks, chromatin_deepsea) or a file; trailing key.sub=value "
+        "arguments override its entries (values read as YAML). The best validation's weights "
+        "are exported with the tokenizer, classes (or features) and window, and scored on the "
+        "test split next to k-mer (and one-hot) baselines. Ctrl-C stops after the current "
+        "step with a checkpoint; --resume continues.",
     )
-    add_run_options(ft, "promoter, promoter_gpu", "data.negatives=shuffle")
+    add_run_options(
+        ft, "promoter, promoter_gpu, chromatin_peaks, chromatin_deepsea", "data.negatives=shuffle"
+    )
     ft.set_defaults(func=_run_finetune)
 
     ev = subparsers.add_parser(

@@ -144,10 +144,7 @@ def load_splits(data: ClassificationDataConfig, seed: int) -> LabelledSplits:
     else:
         pool = train
     if pool.split is None:
-        fractions = list(data.split)
-        for k, given in ((1, data.validation), (2, data.test)):
-            if given is not None:  # that split comes as a file: its share trains
-                fractions[0], fractions[k] = round(fractions[0] + fractions[k], 12), 0.0
+        fractions = fractions_to_draw(data)
         if fractions[1] == fractions[2] == 0:  # nothing to draw
             pool = with_negatives(pool.with_split("train"))
         else:
@@ -176,6 +173,16 @@ def load_splits(data: ClassificationDataConfig, seed: int) -> LabelledSplits:
     _check_classes(splits, data)
     _warn_shared_sequences(splits)
     return splits
+
+
+def fractions_to_draw(data: ClassificationDataConfig) -> list[float]:
+    """``data.split`` with the share of each split given as a file (``data.validation``,
+    ``data.test``) moved to training: the fractions to draw from ``data.train``."""
+    fractions = list(data.split)
+    for k, given in ((1, data.validation), (2, data.test)):
+        if given is not None:
+            fractions[0], fractions[k] = round(fractions[0] + fractions[k], 12), 0.0
+    return fractions
 
 
 def _declared_classes(data: ClassificationDataConfig) -> list[str] | None:
@@ -277,27 +284,41 @@ def pad_to_window(
 
 
 def batch_tensors(
-    windows: np.ndarray, labels: np.ndarray | None = None, bp: np.ndarray | None = None
+    windows: np.ndarray,
+    labels: np.ndarray | None = None,
+    bp: np.ndarray | None = None,
+    reverse: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     """A model batch from windows (int [B, L]): ``input_ids`` and ``attention_mask``
-    (1 real, 0 padding) int64 [B, L], with ``labels`` and ``bp`` int64 [B] when given."""
+    (1 real, 0 padding) int64 [B, L]; when given, ``labels`` (class indices int64 [B], or
+    0/1 per feature float32 [B, F]), ``bp`` int64 [B], and the reverse strand's windows as
+    ``reverse_input_ids`` and ``reverse_attention_mask`` [B, L]."""
     input_ids = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64))
     batch = {"input_ids": input_ids, "attention_mask": (input_ids != PAD_ID).long()}
     if labels is not None:
-        batch["labels"] = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        labels = np.asarray(labels)
+        dtype = np.int64 if labels.ndim == 1 else np.float32
+        batch["labels"] = torch.from_numpy(np.ascontiguousarray(labels, dtype=dtype))
     if bp is not None:
         batch["bp"] = torch.from_numpy(np.asarray(bp, dtype=np.int64))
+    if reverse is not None:
+        other = torch.from_numpy(np.ascontiguousarray(reverse, dtype=np.int64))
+        batch["reverse_input_ids"] = other
+        batch["reverse_attention_mask"] = (other != PAD_ID).long()
     return batch
 
 
 @dataclass
 class WindowedSplit:
-    """One split, tokenized: ``windows`` int32 [N, L], ``labels`` int64 [N], ``bp`` int64 [N]
-    (sequence lengths, for throughput)."""
+    """One split, tokenized: ``windows`` int32 [N, L]; ``labels`` int64 [N] (class indices)
+    or uint8 [N, F] (0/1 per feature); ``bp`` int64 [N] (sequence lengths, for
+    throughput); ``reverse``: the windows of the reverse complements int32 [N, L] (tokenized
+    on their own: tokens are not strand-symmetric), or None."""
 
     windows: np.ndarray
     labels: np.ndarray
     bp: np.ndarray
+    reverse: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -323,10 +344,13 @@ class WindowBatches(IterableDataset):
     """Batches of one split (dicts of :func:`batch_tensors`).
 
     ``train``: an endless stream; epoch ``e`` visits every row once in the order of
-    ``default_rng([seed, e]).permutation``; rank ``r`` of ``world_size`` takes every
+    ``default_rng([seed, e]).permutation``, each row as one strand (the reverse one when
+    ``data.reverse`` is given and ``default_rng([seed, e, 1])``'s coin for the row says
+    so: reverse-complement augmentation); rank ``r`` of ``world_size`` takes every
     ``world_size``-th row of that stream, in full batches; the first ``skip_batches`` of
     this rank's batches are skipped (resume). Otherwise one pass in file order, rank ``r``
-    taking rows ``r, r + world_size, ...`` (the last batch may be short). DataLoader
+    taking rows ``r, r + world_size, ...`` (the last batch may be short), with both strands
+    in each batch when ``data.reverse`` is given. DataLoader
     workers take batches in turn, so the batches and their order do not depend on the
     number of workers.
     """
@@ -343,11 +367,19 @@ class WindowBatches(IterableDataset):
         IterableDataset.__init__(self)
 
     def _rows(self) -> Iterator[int]:
-        """This rank's row indices, in stream order."""
+        """This rank's rows in stream order, each coded ``2 * row + strand`` (strand 1: the
+        reverse complement)."""
         n = len(self.data)
         if not self.train or not n:
-            return iter(range(self.rank, n, self.world_size))
-        epochs = (np.random.default_rng([self.seed, e]).permutation(n) for e in itertools.count())
+            return iter(range(2 * self.rank, 2 * n, 2 * self.world_size))
+        augment = self.data.reverse is not None
+
+        def epoch(e: int) -> np.ndarray:
+            order = np.random.default_rng([self.seed, e]).permutation(n)
+            flips = np.random.default_rng([self.seed, e, 1]).integers(0, 2, n) if augment else 0
+            return 2 * order + (flips[order] if augment else 0)
+
+        epochs = (epoch(e) for e in itertools.count())
         return itertools.islice(
             itertools.chain.from_iterable(epochs), self.rank, None, self.world_size
         )
@@ -362,8 +394,13 @@ class WindowBatches(IterableDataset):
                 return
             if k < self.skip_batches or (k - self.skip_batches) % workers != worker:
                 continue
+            index, reverse = chunk // 2, chunk % 2 == 1
             d = self.data
-            yield batch_tensors(d.windows[chunk], d.labels[chunk], d.bp[chunk])
+            windows = d.windows[index]
+            if self.train and d.reverse is not None:
+                windows[reverse] = d.reverse[index[reverse]]
+            both = d.reverse[index] if not self.train and d.reverse is not None else None
+            yield batch_tensors(windows, d.labels[index], d.bp[index], both)
 
 
 class ClassificationDataModule(L.LightningDataModule):

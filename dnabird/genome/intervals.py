@@ -170,3 +170,79 @@ def _number(text: str, what: str, where: str) -> float | None:
     if not math.isfinite(value):
         raise InputError(f"{where}: {what} {text!r} is not a number")
     return value
+
+
+#: Header names accepted for the chromosome column of :func:`iter_interval_csv`.
+CSV_CHROM_COLUMNS = ("chrom", "chromosome", "chr", "seqname", "region")
+
+
+def iter_interval_csv(path: str | os.PathLike) -> Iterator[Interval]:
+    """The intervals of a comma-separated file with a header row, in file order, streamed.
+
+    Columns (header names case-insensitive, any order, others ignored): the chromosome
+    (one of :data:`CSV_CHROM_COLUMNS`; genomic-benchmarks calls it ``region``), ``start``
+    and ``end`` (0-based, half-open, like BED), optionally ``name`` (or ``id``) and
+    ``strand`` (``+``, ``-``, ``.``; empty reads as ``.``). Plain or gzip; blank lines are
+    skipped. ``Interval.line`` is the 1-based line in the file (the header is line 1). A
+    malformed row raises InputError as one line ``FILE:LINE: what``.
+    """
+    import csv
+    import io
+
+    path = require_file(path, "interval CSV file")
+    with _open_binary(path) as handle:
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        reader = csv.reader(text, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise InputError(f"{path}: empty file; expected a header row (chrom,start,end)")
+            columns = _csv_columns(header, path)
+            for row in reader:
+                if not any(field.strip() for field in row):
+                    continue
+                yield _csv_interval(row, columns, f"{path}:{reader.line_num}", reader.line_num)
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text; is this a CSV file?") from None
+        except csv.Error as err:
+            raise InputError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
+        except (OSError, EOFError, zlib.error) as err:
+            raise InputError(f"{path}: unreadable gzip data ({err}); get the file again") from None
+
+
+def _csv_columns(header: list[str], path: Path) -> dict[str, int]:
+    """{``chrom``, ``start``, ``end`` [, ``name``, ``strand``]: column index} of a header."""
+    names = [name.strip().lower() for name in header]
+    wanted = {"chrom": CSV_CHROM_COLUMNS, "start": ("start",), "end": ("end",)}
+    wanted |= {"name": ("name", "id"), "strand": ("strand",)}
+    columns = {}
+    for key, aliases in wanted.items():
+        found = [i for i, name in enumerate(names) if name in aliases]
+        if found:
+            columns[key] = found[0]
+        elif key in ("chrom", "start", "end"):
+            raise InputError(
+                f"{path}:1: no {key!r} column in the header ({','.join(header)}); an interval "
+                f"CSV names {'/'.join(aliases)}, start and end (0-based, half-open)"
+            )
+    return columns
+
+
+def _csv_interval(row: list[str], columns: dict[str, int], where: str, number: int) -> Interval:
+    needed = max(columns.values()) + 1
+    if len(row) < needed:
+        raise InputError(f"{where}: {len(row)} field(s), the header asks for at least {needed}")
+    chrom = row[columns["chrom"]].strip()
+    if not chrom:
+        raise InputError(f"{where}: empty chromosome name")
+    start = _coordinate(row[columns["start"]].strip(), "start", where)
+    end = _coordinate(row[columns["end"]].strip(), "end", where)
+    if end < start:
+        raise InputError(
+            f"{where}: end {end} is before start {start} (0-based, half-open: end >= start)"
+        )
+    name = (row[columns["name"]].strip() or None) if "name" in columns else None
+    strand = (row[columns["strand"]].strip() or ".") if "strand" in columns else "."
+    if strand not in STRANDS:
+        raise InputError(f"{where}: strand {strand!r} must be '+', '-', '.' or empty")
+    return Interval(chrom, start, end, name, None, strand, (), number)

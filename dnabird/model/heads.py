@@ -310,7 +310,13 @@ class BigBirdForMultiLabelClassification(BigBirdForSequenceClassification):
         pos_weight: float | Sequence[float] | torch.Tensor | None = None,
     ) -> None:
         super().__init__(config, num_labels)
-        weight = torch.ones(num_labels) if pos_weight is None else torch.as_tensor(pos_weight)
+        # on the CPU explicitly: the check below must also run when built on the meta device
+        cpu = torch.device("cpu")
+        weight = (
+            torch.ones(num_labels, device=cpu)
+            if pos_weight is None
+            else torch.as_tensor(pos_weight, device=cpu)
+        )
         weight = weight.to(torch.float32).expand(num_labels).clone()
         if not bool((weight > 0).all()):
             raise ConfigError("pos_weight must be positive")

@@ -152,7 +152,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
-class _Ranking:
+class Ranking:
     """One score column against one positive class, sorted once for every weighting.
 
     ``scores`` ``[N]``, ``positive`` bool ``[N]``. Examples are sorted by descending score
@@ -202,7 +202,7 @@ class _Scorer:
         self,
         labels: np.ndarray,
         predicted: np.ndarray,
-        rankings: list[_Ranking],
+        rankings: list[Ranking],
         num_classes: int,
         positive: int | None,
     ) -> None:
@@ -273,13 +273,13 @@ def _binary_scorer(labels: Any, scores: Any, threshold: float = 0.5) -> _Scorer:
         raise ConfigError(f"threshold must be a probability in [0, 1]; got {threshold!r}")
     labels, scores = _check_binary(labels, scores)
     predicted = (scores > threshold).astype(np.int64)
-    return _Scorer(labels, predicted, [_Ranking(scores, labels == 1)], 2, positive=1)
+    return _Scorer(labels, predicted, [Ranking(scores, labels == 1)], 2, positive=1)
 
 
 def _multiclass_scorer(labels: Any, probabilities: Any) -> _Scorer:
     labels, probabilities = _check_multiclass(labels, probabilities)
     k = probabilities.shape[1]
-    rankings = [_Ranking(probabilities[:, c], labels == c) for c in range(k)]
+    rankings = [Ranking(probabilities[:, c], labels == c) for c in range(k)]
     return _Scorer(labels, probabilities.argmax(axis=1), rankings, k, positive=None)
 
 
@@ -311,7 +311,7 @@ def binary_curves(labels: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarra
     labels, scores = _check_binary(labels, scores)
     if labels.min() == labels.max():
         raise InputError(f"ROC and PR curves need both classes; every label is {labels[0]}")
-    ranking = _Ranking(scores, labels == 1)
+    ranking = Ranking(scores, labels == 1)
     positives, negatives = (x[0] for x in ranking.grouped(np.ones((1, labels.size))))
     true_pos = np.concatenate([[0.0], np.cumsum(positives)])
     false_pos = np.concatenate([[0.0], np.cumsum(negatives)])
@@ -352,14 +352,14 @@ def _batched_scorer(metric_fn: MetricFn, labels: Any, scores: Any) -> _Scorer | 
     return None
 
 
-def _check_bootstrap(resamples: int, level: float) -> None:
+def check_bootstrap(resamples: int, level: float) -> None:
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
         raise ConfigError(f"resamples must be a whole number >= 1; got {resamples!r}")
     if not (isinstance(level, (int, float)) and 0.0 < level < 1.0):
         raise ConfigError(f"level must be in (0, 1), e.g. 0.95; got {level!r}")
 
 
-def _resampled_rows(num_examples: int, resamples: int, seed: int):
+def resampled_rows(num_examples: int, resamples: int, seed: int):
     """Yield ``[rows, N]`` row indices of bootstrap resamples (drawn with replacement), in
     chunks of a size fixed by N, from one generator seeded with ``seed``."""
     rng = np.random.default_rng(seed)
@@ -368,14 +368,14 @@ def _resampled_rows(num_examples: int, resamples: int, seed: int):
         yield rng.integers(0, num_examples, size=(min(chunk, resamples - start), num_examples))
 
 
-def _row_counts(rows: np.ndarray) -> np.ndarray:
+def row_counts(rows: np.ndarray) -> np.ndarray:
     """``[R, N]`` how often each example occurs in each resample of ``rows`` ``[R, N]``."""
     r, n = rows.shape
     flat = rows + (np.arange(r) * n)[:, None]
     return np.bincount(flat.ravel(), minlength=r * n).reshape(r, n).astype(np.float64)
 
 
-def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
     """Percentile interval of the finite ``values``; (NaN, NaN) when none is finite (e.g.
     AUROC of a set with one class). Resamples where a metric is undefined are left out."""
     finite = values[np.isfinite(values)]
@@ -388,10 +388,12 @@ def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
 
 def _bootstrap(scorer: _Scorer, resamples: int, level: float, seed: int) -> dict[str, tuple]:
     draws: dict[str, list[np.ndarray]] = {}
-    for rows in _resampled_rows(scorer.num_examples, resamples, seed):
-        for name, value in scorer.evaluate(_row_counts(rows)).items():
+    for rows in resampled_rows(scorer.num_examples, resamples, seed):
+        for name, value in scorer.evaluate(row_counts(rows)).items():
             draws.setdefault(name, []).append(value)
-    return {name: _percentiles(np.concatenate(parts), level) for name, parts in draws.items()}
+    return {
+        name: percentile_interval(np.concatenate(parts), level) for name, parts in draws.items()
+    }
 
 
 def bootstrap_intervals(
@@ -414,7 +416,7 @@ def bootstrap_intervals(
     through ``functools.partial(binary_metrics, threshold=...)``) the resamples are scored
     all at once from their row counts, with the same result as calling the function on each.
     """
-    _check_bootstrap(resamples, level)
+    check_bootstrap(resamples, level)
     scorer = _batched_scorer(metric_fn, labels, scores)
     if scorer is not None:
         return _bootstrap(scorer, resamples, level, seed)
@@ -425,12 +427,12 @@ def bootstrap_intervals(
             f"got {len(labels)} and {len(scores)}"
         )
     draws: dict[str, list[float]] = {}
-    for rows in _resampled_rows(len(labels), resamples, seed):
+    for rows in resampled_rows(len(labels), resamples, seed):
         for row in rows:
             for name, value in metric_fn(labels[row], scores[row]).items():
                 draws.setdefault(name, []).append(value)
     return {
-        name: _percentiles(np.asarray(values, dtype=np.float64), level)
+        name: percentile_interval(np.asarray(values, dtype=np.float64), level)
         for name, values in draws.items()
     }
 
@@ -469,7 +471,7 @@ def classification_report(
     classes = [str(name) for name in classes]
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise ConfigError(f"classes must be two or more distinct names; got {classes}")
-    _check_bootstrap(resamples, 0.95)
+    check_bootstrap(resamples, 0.95)
     binary = len(classes) == 2
     if binary:
         scorer = _binary_scorer(labels, scores, threshold)

@@ -1,13 +1,17 @@
-"""Fine-tuned sequence classifiers at work: open a model folder, predict, evaluate.
+"""Fine-tuned classifiers at work: open a model folder, predict, evaluate.
 
 A fine-tuned model folder (``dnabird finetune``'s ``OUT/model``) records in its manifest
 what a prediction needs besides the weights and the tokenizer: ``task``, ``classes`` (class
-``i`` is output ``i``), ``max_length`` (the fixed window every sequence is padded to, as in
-training) and ``truncate``. :meth:`Classifier.load` opens one; every prediction pads each
-sequence to that one window (:func:`dnabird.data.classification.pad_to_window`), so a
-sequence gets the same probabilities alone or in any batch.
+or feature ``i`` is output ``i``), ``max_length`` (the fixed window every sequence is padded
+to, as in training), ``truncate`` and, for multi-label models, ``average_strands``.
+:meth:`Classifier.load` opens one; every prediction pads each sequence to that one window
+(:func:`dnabird.data.classification.pad_to_window`), so a sequence gets the same
+probabilities alone or in any batch.
 
-- :meth:`Classifier.probabilities`: ``float64 [N, K]`` class probabilities, batch by batch.
+- :meth:`Classifier.probabilities`: ``float64 [N, K]``, batch by batch: class probabilities
+  (softmax; rows sum to 1) of a sequence classifier, or one independent P(label) per
+  feature (sigmoid) of a multi-label model, the mean of both strands' when
+  ``average_strands``.
 - :func:`evaluate_classifier`: a labelled set -> a classification report with 95% bootstrap
   intervals (:func:`dnabird.tasks.classification_metrics.classification_report`).
 - :func:`predict_fasta`: a FASTA -> a TSV ``index name P(class)...``, streamed in batches
@@ -32,14 +36,17 @@ if TYPE_CHECKING:
     from dnabird.model import BigBirdForSequenceClassification
     from dnabird.tokenizer import DNATokenizer
 
-HEAD = "BigBirdForSequenceClassification"
+HEADS = ("BigBirdForSequenceClassification", "BigBirdForMultiLabelClassification")
+"""The heads a :class:`Classifier` runs: one class per sequence, or independent labels."""
 
 
 @dataclass
 class Classifier:
-    """A sequence classifier ready to predict: ``model`` (eval mode, on ``device``), its
-    ``tokenizer``, ``classes`` (output order), the fixed ``window`` in tokens, and
-    ``truncate`` (cut longer sequences instead of refusing them)."""
+    """A classifier ready to predict: ``model`` (eval mode, on ``device``), its
+    ``tokenizer``, ``classes`` (output order: class names, or feature ids of a multi-label
+    model), the fixed ``window`` in tokens, ``truncate`` (cut longer sequences instead of
+    refusing them) and ``average_strands`` (multi-label: average each sequence's and its
+    reverse complement's probabilities)."""
 
     model: BigBirdForSequenceClassification
     tokenizer: DNATokenizer
@@ -49,6 +56,14 @@ class Classifier:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     source: str = "model"
     """Where the model came from (for messages)."""
+    average_strands: bool = False
+
+    @property
+    def multilabel(self) -> bool:
+        """Independent labels (sigmoid per output) rather than one class (softmax)."""
+        from dnabird.model import BigBirdForMultiLabelClassification
+
+        return isinstance(self.model, BigBirdForMultiLabelClassification)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str | None = None) -> Classifier:
@@ -67,13 +82,13 @@ class Classifier:
         folder = Path(folder)
         head = stored_head(folder)
         manifest = read_manifest(folder) if (folder / "manifest.json").is_file() else {}
-        if head != HEAD or not manifest.get("classes") or not manifest.get("max_length"):
+        if head not in HEADS or not manifest.get("classes") or not manifest.get("max_length"):
             raise InputError(
-                f"{folder}: not a fine-tuned sequence classifier (it holds a {head}"
+                f"{folder}: not a fine-tuned classifier (it holds a {head}"
                 f"{'' if manifest.get('classes') else ' and records no classes'}); give the "
                 "model folder of a `dnabird finetune` run (OUT/model)"
             )
-        model = load_model(folder, HEAD)
+        model = load_model(folder, head)
         tokenizer = load_tokenizer(folder, verify=False)  # load_model checked every file
         return cls(
             model.to(chosen).eval(),
@@ -83,6 +98,7 @@ class Classifier:
             bool(manifest.get("truncate", False)),
             chosen,
             str(folder),
+            bool(manifest.get("average_strands", False)),
         )
 
     def windows(
@@ -108,21 +124,22 @@ class Classifier:
         source: str = "input",
         batch_size: int = 64,
     ) -> np.ndarray:
-        """Class probabilities ``float64 [N, K]`` (columns in :attr:`classes` order), in
-        batches of ``batch_size``. InputError if the model gives a non-finite value."""
-        from dnabird.data.classification import batch_tensors
+        """Probabilities ``float64 [N, K]`` (columns in :attr:`classes` order; see the module
+        docstring), in batches of ``batch_size``. InputError if the model gives a non-finite
+        value."""
+        from dnabird.data.chromatin import reverse_complements
 
-        windows = self.windows(sequences, names, source)
+        strands = [self.windows(sequences, names, source)]
+        if self.average_strands:
+            reverse_names = [f"{n} (reverse strand)" for n in names] if names else None
+            strands.append(self.windows(reverse_complements(sequences), reverse_names, source))
         was_training = self.model.training
         self.model.eval()
         out = []
         try:
-            for start in range(0, len(windows), batch_size):
-                batch = batch_tensors(windows[start : start + batch_size])
-                logits = self.model(
-                    batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-                ).logits
-                out.append(torch.softmax(logits.double(), dim=-1).cpu().numpy())
+            for start in range(0, len(strands[0]), batch_size):
+                parts = [self._predict(w[start : start + batch_size]) for w in strands]
+                out.append(sum(parts) / len(parts))
         finally:
             self.model.train(was_training)
         result = np.concatenate(out) if out else np.empty((0, len(self.classes)))
@@ -132,6 +149,18 @@ class Classifier:
                 "are broken: export or train it again"
             )
         return result
+
+    def _predict(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities ``float64 [B, K]`` of one batch of windows ``[B, L]``."""
+        from dnabird.data.classification import batch_tensors
+
+        batch = batch_tensors(windows)
+        logits = self.model(
+            batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        ).logits.double()
+        if self.multilabel:
+            return torch.sigmoid(logits).cpu().numpy()
+        return torch.softmax(logits, dim=-1).cpu().numpy()
 
 
 def scores(probabilities: np.ndarray) -> np.ndarray:

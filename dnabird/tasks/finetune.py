@@ -1,9 +1,12 @@
-"""``FinetuneModule``: sequence classification on the pooled ``[CLS]`` token.
+"""``FinetuneModule``: sequence classification and multi-label prediction on the pooled
+``[CLS]`` token.
 
 Only the classification step lives here; optimizer groups, schedule, RNG state in
 checkpoints and throughput are :class:`~dnabird.tasks.base.TrainingModule`'s. The model is
-a :class:`~dnabird.model.BigBirdForSequenceClassification` (built by the caller: a new head
-on a pretrained encoder, or a new model from a preset) trained with cross-entropy.
+a :class:`~dnabird.model.BigBirdForSequenceClassification` trained with cross-entropy, or
+a :class:`~dnabird.model.BigBirdForMultiLabelClassification` (chromatin profiles) trained
+with binary cross-entropy weighted by its ``pos_weight`` (built by the caller: a new head
+on a pretrained encoder, or a new model from a preset).
 
 - ``freeze_encoder``: the encoder's parameters do not require a gradient (so they get no
   optimizer state) and the encoder stays in eval mode (no dropout): only the head learns.
@@ -14,10 +17,15 @@ on a pretrained encoder, or a new model from a preset) trained with cross-entrop
   of each validation with :func:`validation_metrics`: ``val/loss`` (mean cross-entropy) and
   ``val/accuracy, precision, recall, f1, mcc, auroc, auprc``
   (:mod:`dnabird.tasks.classification_metrics`: binary on P(class 1), macro averages for
-  more classes). A metric that is undefined is not logged (absent is not zero).
+  more classes). Multi-label (:func:`multilabel_validation_metrics`): ``val/loss`` (the
+  training loss), ``val/auroc`` and ``val/auprc``, means over the features whose labels
+  hold both classes. A batch with ``reverse_input_ids`` is scored on both strands and the
+  probabilities averaged. A metric that is undefined is not logged (absent is not zero).
 
 Batches are dicts from :mod:`dnabird.data.classification`: ``input_ids``,
-``attention_mask`` ([B, L] int64, one fixed L), ``labels`` and ``bp`` ([B] int64).
+``attention_mask`` ([B, L] int64, one fixed L), ``labels`` ([B] int64 class indices or
+[B, F] float 0/1), ``bp`` ([B] int64), optionally ``reverse_input_ids`` and
+``reverse_attention_mask``.
 """
 
 from __future__ import annotations
@@ -25,10 +33,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dnabird.model import BigBirdForSequenceClassification
+from dnabird.model import BigBirdForMultiLabelClassification, BigBirdForSequenceClassification
 from dnabird.tasks.base import TrainingModule
 
 
@@ -46,6 +55,28 @@ def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     else:
         metrics = multiclass_metrics(target, probabilities)
     values.update({k: v for k, v in metrics.items() if not math.isnan(v)})
+    return values
+
+
+def multilabel_validation_metrics(
+    probabilities: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor
+) -> dict[str, float]:
+    """``loss`` (binary cross-entropy weighted by ``pos_weight`` [F], as in training) and
+    ``auroc``, ``auprc`` (means over the features with both classes; left out when none)
+    of ``probabilities [N, F]`` against 0/1 ``labels [N, F]``."""
+    from dnabird.tasks.multilabel_metrics import per_feature_metrics
+
+    p, y = probabilities.double().cpu(), labels.double().cpu()
+    logits = torch.logit(p, eps=1e-7)
+    values = {
+        "loss": float(
+            F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight.double().cpu())
+        )
+    }
+    for name, per_feature in per_feature_metrics(y.numpy(), p.numpy()).items():
+        defined = per_feature[~np.isnan(per_feature)]
+        if defined.size:
+            values[name] = float(defined.mean())
     return values
 
 
@@ -75,6 +106,7 @@ class FinetuneModule(TrainingModule):
         self.layer_lr_decay = layer_lr_decay
         if freeze_encoder:
             model.encoder.requires_grad_(False)
+        self.multilabel = isinstance(model, BigBirdForMultiLabelClassification)
         self.progress_metrics = ("train/loss", *((monitor,) if monitor else ()))
         self._val_logits: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
@@ -118,10 +150,11 @@ class FinetuneModule(TrainingModule):
         out = self(batch)
         size = len(batch["labels"])
         with torch.no_grad():
-            accuracy = (out.logits.argmax(-1) == batch["labels"]).float().mean()
             speed = self.throughput(batch["attention_mask"].sum(), batch["bp"].sum())
+            if not self.multilabel:
+                accuracy = (out.logits.argmax(-1) == batch["labels"]).float().mean()
+                self.log("train/accuracy", accuracy, batch_size=size)
         self.log("train/loss", out.loss.detach().float(), batch_size=size)
-        self.log("train/accuracy", accuracy, batch_size=size)
         self.log_dict({k: v.float() for k, v in speed.items()}, batch_size=size)
         self.log("global_step", float(self.global_step), logger=False)  # checkpoints by step
         return out.loss
@@ -130,19 +163,33 @@ class FinetuneModule(TrainingModule):
         self._val_logits, self._val_labels = [], []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Keep the batch's logits (sequence) or probabilities (multi-label, averaged over
+        both strands when the batch has them) for the end of the validation."""
         logits = self.model(batch["input_ids"], batch["attention_mask"]).logits
-        self._val_logits.append(logits.detach().float())
+        if self.multilabel:
+            scores = torch.sigmoid(logits.double())
+            if "reverse_input_ids" in batch:
+                other = self.model(batch["reverse_input_ids"], batch["reverse_attention_mask"])
+                scores = (scores + torch.sigmoid(other.logits.double())) / 2
+            logits = scores
+        self._val_logits.append(logits.detach())
         self._val_labels.append(batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
         k = self.model.num_labels
         logits = torch.cat(self._val_logits) if self._val_logits else torch.empty(0, k)
         labels = torch.cat(self._val_labels) if self._val_labels else torch.empty(0)
-        logits, labels = self._gathered(logits.to(self.device), labels.to(self.device).long())
+        labels = labels.to(self.device)
+        logits, labels = self._gathered(
+            logits.to(self.device), labels if self.multilabel else labels.long()
+        )
         self._val_logits, self._val_labels = [], []
         if not len(labels):
             return
-        values = validation_metrics(logits, labels)
+        if self.multilabel:
+            values = multilabel_validation_metrics(logits, labels, self.model.pos_weight)
+        else:
+            values = validation_metrics(logits, labels)
         # every rank holds the same values: no reduction needed
         self.log_dict({f"val/{name}": float(v) for name, v in values.items()}, sync_dist=False)
 
@@ -156,9 +203,9 @@ class FinetuneModule(TrainingModule):
         most = int(sizes.max())
         pad = most - len(labels)
         logits = F.pad(logits, (0, 0, 0, pad))
-        labels = F.pad(labels, (0, pad), value=-1)
+        labels = F.pad(labels, (0, 0) * (labels.dim() - 1) + (0, pad), value=-1)
         every_logits = self.all_gather(logits).reshape(-1, most, logits.shape[-1])
-        every_labels = self.all_gather(labels).reshape(-1, most)
+        every_labels = self.all_gather(labels).reshape(-1, most, *labels.shape[1:])
         keep = [slice(0, int(n)) for n in sizes]
         return (
             torch.cat([every_logits[r, s] for r, s in enumerate(keep)]),

@@ -28,8 +28,11 @@ from dnabird.tasks.pretrain_config import ModelSection
 if TYPE_CHECKING:
     from dnabird.model import BigBirdConfig
 
-TASKS = {"sequence": "BigBirdForSequenceClassification"}
-"""``task`` -> the model head it trains (the chromatin issue adds ``multilabel``)."""
+TASKS = {
+    "sequence": "BigBirdForSequenceClassification",
+    "multilabel": "BigBirdForMultiLabelClassification",
+}
+"""``task`` -> the model head it trains."""
 
 METRICS = (
     "val/loss",
@@ -43,6 +46,9 @@ METRICS = (
 )
 """Validation metrics logged at every validation (:mod:`dnabird.tasks.finetune`); any of
 them may select the best checkpoint (``early_stopping.metric``)."""
+
+MULTILABEL_METRICS = ("val/loss", "val/auroc", "val/auprc")
+"""The validation metrics of ``task: multilabel`` (means of the per-feature values)."""
 
 #: Negatives made from the positives (:mod:`dnabird.data.negatives`); anything else given as
 #: ``data.negatives`` is the path of a file of negatives.
@@ -269,9 +275,14 @@ class ClassificationDataConfig:
         }
         return {name: path for name, path in named.items() if path}
 
-    def check(self, key: str = "data") -> None:
-        """The input files exist; the format is one the reader knows."""
-        from dnabird.data.labelled import FORMATS
+    def check(self, key: str = "data", multilabel: bool = False) -> None:
+        """The input files exist; the format is one the reader knows. ``multilabel``: the
+        multi-label formats (:data:`dnabird.data.chromatin.FORMATS`), whose inputs may also
+        be ``make-dataset`` folders."""
+        if multilabel:
+            from dnabird.data.chromatin import FORMATS
+        else:
+            from dnabird.data.labelled import FORMATS
 
         allowed = ("auto", *FORMATS)
         require(
@@ -279,7 +290,7 @@ class ClassificationDataConfig:
         )
         for name, path in self.files().items():
             target = Path(path)
-            if not target.is_file():
+            if not (target.is_file() or (multilabel and target.is_dir())):
                 what = "is not a file" if target.exists() else "file not found"
                 hint = (
                     f" (or one of the schemes {', '.join(NEGATIVE_SCHEMES)})"
@@ -287,6 +298,38 @@ class ClassificationDataConfig:
                     else ""
                 )
                 raise ConfigError(f"{key}.{name}={path}: {what}; give an existing file{hint}")
+
+
+@document_fields
+@dataclass
+class MultiLabelSection:
+    """``task: multilabel`` only: which features, the positive weight, strands, baseline."""
+
+    features: list[str] | str | None = None
+    """The label columns to learn: null (all), a list of feature ids or names, a category
+    (DeepSEA: ``DHS``, ``TF``, ``HM``), or a file with one per line
+    (:func:`dnabird.data.deepsea.select_features`). Kept in file order."""
+    names: str | None = None
+    """Feature names file (DeepSEA's ``index<TAB>cell|target|treatment`` list) for data
+    files that do not name their label columns (DeepSEA CSV); null: the names stored in the
+    data (``make-dataset`` Parquet), else ``feature_0 ..``."""
+    pos_weight: float = 8.0
+    """Weight of a positive label in the binary cross-entropy (the BigBird paper: 8; labels
+    are sparse, most profiles are positive in a few percent of windows)."""
+    reverse_complement: bool = True
+    """Training shows each window as either strand (a seeded coin per sequence and pass):
+    chromatin labels do not depend on the strand."""
+    average_strands: bool = True
+    """Validation, test and prediction average the probabilities of both strands."""
+    baseline_bp: int | None = 200
+    """The k-mer logistic-regression baseline (one per feature, on the training split) sees
+    the central ``baseline_bp`` bases of each sequence (200: the labelled bin of
+    ``make-dataset``'s windows); null: the whole sequence; 0: no baseline."""
+
+    def validate(self, key: str) -> None:
+        require(self.pos_weight > 0, f"{key}.pos_weight", self.pos_weight, "> 0")
+        if self.baseline_bp is not None:
+            require(self.baseline_bp >= 0, f"{key}.baseline_bp", self.baseline_bp, ">= 0 or null")
 
 
 @document_fields
@@ -349,18 +392,24 @@ class FinetuneConfig(RunConfig):
     """Run folder: checkpoints/, logs/, model/ (the exported classifier), report.json, the
     test plots, manifest.json."""
     task: str = "sequence"
-    """``sequence``: one class per sequence (softmax over ``data.classes``, cross-entropy),
-    from the pooled ``[CLS]`` token."""
+    """``sequence``: one class per sequence (softmax over ``data.classes``, cross-entropy);
+    ``multilabel``: independent 0/1 labels per sequence (chromatin profiles: one sigmoid
+    output per feature, binary cross-entropy; settings in ``multilabel``). Both from the
+    pooled ``[CLS]`` token."""
     model: FinetuneModelSection = field(default_factory=FinetuneModelSection)
     """The model to start from and what trains."""
     data: ClassificationDataConfig = field(default_factory=ClassificationDataConfig)
     """Labelled sequences, negatives, splits, the fixed window and batches."""
     early_stopping: EarlyStoppingSection = field(default_factory=EarlyStoppingSection)
     """The validation metric that picks the exported weights, and patience."""
+    multilabel: MultiLabelSection = field(default_factory=MultiLabelSection)
+    """``task: multilabel``: features, positive weight, strands, baseline."""
 
     def validate(self, key: str = "") -> None:
         super().validate(key)
         require(self.task in TASKS, "task", self.task, f"one of {', '.join(TASKS)}")
+        if self.task == "multilabel":
+            self._validate_multilabel()
         validates = self.data.validation is not None or self.data.split[1] > 0
         if self.early_stopping.metric is not None and not validates:
             raise ConfigError(
@@ -378,7 +427,13 @@ class FinetuneConfig(RunConfig):
             if self.model.preset is not None:
                 self.model.build(key="model")
             return
-        self.data.check("data")
+        self.data.check("data", multilabel=self.task == "multilabel")
+        names = self.multilabel.names
+        if self.task == "multilabel" and names is not None and not Path(names).is_file():
+            raise ConfigError(
+                f"multilabel.names={self.multilabel.names}: file not found; give a feature "
+                "names file or null"
+            )
         model = self.model.check("model")
         window = self.data.max_length
         if window is not None and window > model.max_position_embeddings:
@@ -386,6 +441,23 @@ class FinetuneConfig(RunConfig):
                 f"data.max_length={window} exceeds the model's max_position_embeddings="
                 f"{model.max_position_embeddings}; lower data.max_length (or null: chosen "
                 "from the data) or set data.truncate=true"
+            )
+
+    def _validate_multilabel(self) -> None:
+        """What a multi-label run cannot take: classes, labels, negatives, class metrics."""
+        data = self.data
+        for name in ("classes", "label", "labels_file", "negatives"):
+            if getattr(data, name) is not None:
+                raise ConfigError(
+                    f"data.{name}={getattr(data, name)}: task multilabel reads its 0/1 labels "
+                    f"from the data (one column per feature); drop data.{name} (or use "
+                    "task: sequence)"
+                )
+        metric = self.early_stopping.metric
+        if metric is not None and metric not in MULTILABEL_METRICS:
+            raise ConfigError(
+                f"early_stopping.metric={metric}: task multilabel logs "
+                f"{', '.join(MULTILABEL_METRICS)} (means over features); choose one of them"
             )
 
     @property

@@ -34,6 +34,7 @@ from dnabird.tasks.finetune_config import FinetuneConfig
 from dnabird.tasks.trainer import CHECKPOINT_DIR, TrainingRun, build_trainer
 
 if TYPE_CHECKING:
+    from dnabird.data.chromatin import MultiLabelSplits
     from dnabird.data.classification import LabelledSplits, WindowedSplit
     from dnabird.tasks.classify import Classifier
 
@@ -64,18 +65,24 @@ def run_finetune(
     import lightning as L
     import torch
 
+    from dnabird.data.chromatin import load_multilabel_splits
     from dnabird.data.classification import ClassificationDataModule, load_splits
     from dnabird.files import sha256_file
-    from dnabird.manifest import describe_file
     from dnabird.model.pretrained import WEIGHTS_NAME, head_class
     from dnabird.tasks.finetune import FinetuneModule
 
     config.check()
     tokenizer = _tokenizer(config)
     model_config = config.model.build(tokenizer.vocab_size)
-    splits = load_splits(config.data, config.seed)
-    classes = splits.classes
-    window, windowed = _windows(config, tokenizer, model_config, splits)
+    multilabel = config.task == "multilabel"
+    if multilabel:
+        splits = load_multilabel_splits(config.data, config.multilabel, config.seed)
+        classes = splits.features.ids
+        window, windowed = _multilabel_windows(config, tokenizer, model_config, splits)
+    else:
+        splits = load_splits(config.data, config.seed)
+        classes = splits.classes
+        window, windowed = _windows(config, tokenizer, model_config, splits)
     log.info(
         "data: %s sequences (train, validation, test), each in a window of %d tokens",
         " / ".join(f"{len(windowed[name]):,}" for name in ("train", "validation", "test")),
@@ -83,7 +90,7 @@ def run_finetune(
     )
     if config.early_stopping.metric is not None and not len(windowed["validation"]):
         raise InputError(
-            f"{splits.rows.source}: the validation split is empty (split counts "
+            f"{config.data.train}: the validation split is empty (split counts "
             f"{splits.counts()['validation']}), so early_stopping.metric="
             f"{config.early_stopping.metric} cannot select weights; give data.validation, a "
             "larger data.split validation fraction, or early_stopping.metric=null"
@@ -98,13 +105,15 @@ def run_finetune(
     files = config.data.files()
     inputs = {
         "tokenizer_sha256": hashlib.sha256(tokenizer.model_proto).hexdigest(),
-        "data_sha256": {key: sha256_file(path) for key, path in files.items()},
+        "data_sha256": {key: _input_sha256(path) for key, path in files.items()},
     }
     if config.model.init is not None:
         inputs["init_sha256"] = sha256_file(Path(config.model.init) / WEIGHTS_NAME)
-    head = head_class(config.head)
+    if multilabel and config.multilabel.names is not None:
+        inputs["names_sha256"] = sha256_file(config.multilabel.names)
+    head_args = _head_args(config, len(classes))
     with torch.device("meta"):  # shapes only, to check a checkpoint before resuming
-        shapes = head(model_config, num_labels=len(classes))
+        shapes = head_class(config.head)(model_config, **head_args)
     out = Path(config.out)
     trainer = build_trainer(
         config,
@@ -125,7 +134,7 @@ def run_finetune(
             return run.model_dir
         L.seed_everything(config.seed, workers=True, verbose=False)
         module = FinetuneModule(
-            _initial_model(config, model_config, len(classes)),
+            _initial_model(config, model_config, head_args),
             config.to_dict()["optim"],
             config.trainer.max_steps,
             freeze_encoder=config.model.freeze_encoder,
@@ -140,9 +149,25 @@ def run_finetune(
 
             device = trainer.strategy.root_device  # Lightning moved the model to the CPU
             classifier = Classifier(
-                module.model.to(device), tokenizer, classes, window, config.data.truncate, device
+                module.model.to(device),
+                tokenizer,
+                tuple(classes),
+                window,
+                config.data.truncate,
+                device,
+                average_strands=multilabel and config.multilabel.average_strands,
             )
-            test = evaluate_test(config, splits, classifier, out)
+            if multilabel:
+                from dnabird.tasks.profiles_report import evaluate_profiles
+
+                test = evaluate_profiles(config, splits, classifier, out)
+            else:
+                test = evaluate_test(config, splits, classifier, out)
+        task_data = (
+            {"features": splits.features.to_json(), "positives": splits.positives()}
+            if multilabel
+            else {"negatives": splits.negatives}
+        )
         return run.export(
             trainer,
             module,
@@ -151,14 +176,15 @@ def run_finetune(
             classes=list(classes),
             max_length=window,
             truncate=config.data.truncate,
+            **({"average_strands": config.multilabel.average_strands} if multilabel else {}),
             inputs={
-                "data": {key: describe_file(path) for key, path in files.items()},
+                "data": {key: _describe_input(path) for key, path in files.items()},
                 **({"init": str(config.model.init)} if config.model.init else {}),
             },
             data={
                 "splits": splits.counts(),
-                "negatives": splits.negatives,
                 "drawn_splits": splits.drawn,
+                **task_data,
             },
             best=best,
             stopped_early=trainer.global_step < config.trainer.max_steps,
@@ -188,6 +214,70 @@ def _windows(
     return window, windowed
 
 
+def _multilabel_windows(
+    config: FinetuneConfig, tokenizer: Any, model_config: Any, splits: MultiLabelSplits
+) -> tuple[int, dict[str, WindowedSplit]]:
+    """:func:`_windows` of a multi-label run: both strands tokenized where they are used
+    (training with ``multilabel.reverse_complement``, evaluation with
+    ``multilabel.average_strands``), the window fitting the longest of either."""
+    from dnabird.data.chromatin import tokenize_strands, windowed_examples
+    from dnabird.data.classification import default_window
+
+    section = config.multilabel
+    tokens = {
+        name: tokenize_strands(
+            tokenizer,
+            splits.part(name),
+            section.reverse_complement if name == "train" else section.average_strands,
+        )
+        for name in ("train", "validation", "test")
+    }
+    lengths = [
+        len(ids)
+        for strands in tokens.values()
+        for ids_list in strands
+        if ids_list
+        for ids in ids_list
+    ]
+    window = config.data.max_length or default_window(
+        max(lengths), model_config.block_size, model_config.max_position_embeddings
+    )
+    windowed = {
+        name: windowed_examples(splits.part(name), tokens[name], window, config.data.truncate)
+        for name in tokens
+    }
+    return window, windowed
+
+
+def _input_sha256(path: str) -> str:
+    """sha256 of an input file, or of a dataset folder's manifest (which lists its shards'
+    checksums)."""
+    from dnabird.files import sha256_file
+    from dnabird.manifest import MANIFEST_NAME
+
+    target = Path(path)
+    return sha256_file(target / MANIFEST_NAME if target.is_dir() else target)
+
+
+def _describe_input(path: str) -> dict[str, Any]:
+    """:func:`dnabird.manifest.describe_file` of an input file or a dataset folder's
+    manifest."""
+    from dnabird.manifest import MANIFEST_NAME, describe_file
+
+    target = Path(path)
+    if target.is_dir():
+        return {"folder": str(target), "manifest": describe_file(target / MANIFEST_NAME)}
+    return describe_file(target)
+
+
+def _head_args(config: FinetuneConfig, num_labels: int) -> dict[str, Any]:
+    """Arguments of the head class besides the config: the outputs, and the multi-label
+    loss's positive weight."""
+    if config.task == "multilabel":
+        return {"num_labels": num_labels, "pos_weight": config.multilabel.pos_weight}
+    return {"num_labels": num_labels}
+
+
 def _tokenizer(config: FinetuneConfig) -> Any:
     """THE tokenizer: ``model.init``'s own, or ``model.tokenizer`` (a tokenizer folder or a
     model folder holding one) for a model from scratch."""
@@ -202,19 +292,20 @@ def _tokenizer(config: FinetuneConfig) -> Any:
     return DNATokenizer.from_pretrained(folder)
 
 
-def _initial_model(config: FinetuneConfig, model_config: Any, num_labels: int) -> Any:
-    """The classifier before training: a new head on ``model.init``'s encoder, or a new
-    model from the preset (drawn from the global generator: seed it first)."""
+def _initial_model(config: FinetuneConfig, model_config: Any, head_args: dict[str, Any]) -> Any:
+    """The classifier before training: a new head (``head_args``) on ``model.init``'s
+    encoder, or a new model from the preset (drawn from the global generator: seed it
+    first)."""
     from dnabird.model.pretrained import head_class, load_model
 
     if config.model.init is None:
-        return head_class(config.head)(model_config, num_labels=num_labels)
+        return head_class(config.head)(model_config, **head_args)
     return load_model(
         config.model.init,
         config.head,
         new_head=True,
         config_overrides=config.model.config_overrides(),
-        num_labels=num_labels,
+        **head_args,
     )
 
 

@@ -130,3 +130,62 @@ def test_real_peak_files(shared_data):
     brain = read_bed(chromatin / "nott2019_brain_peaks_hg38_chr2_1-2333275.bed", bed_columns=4)
     assert len(brain) == 451 and sum(p.name == "H3K27ac_NeuN" for p in brain) == 222
     assert all(int(p.extra[0]) < int(p.extra[1]) for p in brain)  # hg19 start, end kept raw
+
+
+# ----------------------------------------------------------------------------- interval CSV
+def test_interval_csv_reads_genomic_benchmarks_style(tmp_path):
+    from dnabird.genome.intervals import iter_interval_csv
+
+    text = "id,Region,start,end,strand\n0,chr2,10,20,\n\n1,chr1,5,9,-\n2,chrX,0,0,+\n"
+    for name in ("peaks.csv", "peaks.csv.gz"):
+        records = list(iter_interval_csv(_write(tmp_path, text, name)))
+        assert records == [
+            Interval("chr2", 10, 20, "0", None, ".", (), 2),
+            Interval("chr1", 5, 9, "1", None, "-", (), 4),
+            Interval("chrX", 0, 0, "2", None, "+", (), 5),
+        ]
+    minimal = _write(tmp_path, "end,chrom,start,extra\n30,chr3,25,x\n", "min.csv")
+    assert list(iter_interval_csv(minimal)) == [Interval("chr3", 25, 30, line=2)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("chr,begin,end\nchr1,1,2\n", ":1: no 'start' column"),
+        ("region,start,end\nchr1,1,2\nchr1,x,2\n", ":3: start 'x' is not an integer"),
+        ("region,start,end\nchr1,1,2\nchr1,-4,2\n", ":3: start -4 is negative"),
+        ("region,start,end\nchr1,1,2\nchr1,9,2\n", ":3: end 2 is before start 9"),
+        ("region,start,end\nchr1,1,2\nchr1,9\n", ":3: 2 field(s)"),
+        ("region,start,end\nchr1,1,2\n,1,2\n", ":3: empty chromosome name"),
+        ("region,start,end,strand\nchr1,1,2,+\nchr1,1,2,*\n", ":3: strand '*'"),
+        ('region,start,end\nchr1,1,2\n"chr1,1,2\n', ":3: malformed CSV"),
+        ("", ": empty file"),
+    ],
+)
+def test_interval_csv_errors_name_file_and_line(tmp_path, text, expected):
+    from dnabird.genome.intervals import iter_interval_csv
+
+    path = _write(tmp_path, text, "peaks.csv")
+    with pytest.raises(InputError) as info:
+        list(iter_interval_csv(path))
+    message = str(info.value)
+    assert message.startswith(str(path)) and expected in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.realdata
+def test_real_interval_csv(shared_data):
+    from dnabird.genome.intervals import iter_interval_csv
+
+    folder = shared_data / "chromatin" / "ensembl_regulatory_GRCh38"
+    counts = {}
+    for kind in ("enhancer", "ocr", "promoter"):
+        records, rows = [], 0
+        for split in ("train", "test"):
+            path = folder / split / f"{kind}.csv.gz"
+            records += iter_interval_csv(path)
+            rows += len(gzip.decompress(path.read_bytes()).splitlines()) - 1  # less the header
+        assert len(records) == rows
+        assert all(r.strand == "." and 71 <= r.length <= 802 for r in records)
+        counts[kind] = sum(r.chrom == "chr2" and r.end <= 2_333_275 for r in records)
+    assert counts == {"enhancer": 110, "ocr": 92, "promoter": 58}

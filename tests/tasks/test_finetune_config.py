@@ -74,7 +74,16 @@ BASE = ["model.preset=tiny", "model.tokenizer=tok", "data.train=x.csv"]
             r"model.layer_lr_decay=0.8: the encoder is frozen",
         ),
         ([*BASE, "model.dropout=1"], r"model.dropout=1.0: must be in \[0, 1\)"),
-        ([*BASE, "task=multilabel"], r"task='multilabel': must be one of sequence"),
+        ([*BASE, "task=multi-label"], r"task='multi-label': must be one of sequence, multilabel"),
+        (
+            [*BASE, "task=multilabel", "data.classes=[a, b]"],
+            r"data.classes=\['a', 'b'\]: task multilabel reads its 0/1 labels from the data",
+        ),
+        (
+            [*BASE, "task=multilabel", "early_stopping.metric=val/f1"],
+            r"early_stopping.metric=val/f1: task multilabel logs val/loss, val/auroc, val/auprc",
+        ),
+        ([*BASE, "task=multilabel", "multilabel.pos_weight=0"], r"multilabel.pos_weight=0.0"),
         (
             [*BASE, "early_stopping.metric=val/aucroc"],
             r"early_stopping.metric='val/aucroc': must be one of val/loss",
