@@ -41,35 +41,52 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("dataset", "parquet", "csv", "mat")
-"""``data.format`` values of ``task: multilabel`` (``auto``: a folder is a ``make-dataset``
-dataset, otherwise by extension)."""
+FORMATS = ("dataset",)
+"""``data.format`` values of ``task: multilabel`` besides ``auto`` (a folder is a
+``make-dataset`` dataset; a file's format goes by its extension: ``.parquet``, ``.csv``,
+``.tsv`` (optionally ``.gz``), ``.mat``)."""
+
+
+def streams(path: str | Path) -> bool:
+    """Whether a training input is streamed rather than read: a DeepSEA ``.mat`` file
+    (``train.mat`` holds 4.4 million examples)."""
+    return Path(path).suffix.lower() == ".mat"
 
 
 @dataclass
 class MultiLabelSplits:
     """The run's examples by split (``train``, ``validation``, ``test``; a missing split is
-    empty), their ``features`` and ``drawn`` (``{"fractions", "seed"}`` when the splits
-    were drawn from ``data.train``, else None)."""
+    empty), their ``features`` (the selected ones; ``feature_index``: their columns in the
+    data) and ``drawn`` (``{"fractions", "seed"}`` when the splits were drawn from
+    ``data.train``, else None). ``streamed``: the number of training examples when they
+    are streamed from ``source`` (a ``.mat`` file: the ``train`` part is then empty), else
+    None."""
 
     parts: dict[str, MultiLabelExamples]
     features: Features
+    feature_index: np.ndarray
     drawn: dict[str, Any] | None
     source: str
+    streamed: int | None = None
 
     def part(self, name: str) -> MultiLabelExamples:
         return self.parts[name]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{split: {"examples": N}}``."""
-        return {name: {"examples": len(part)} for name, part in self.parts.items()}
+        counts = {name: {"examples": len(part)} for name, part in self.parts.items()}
+        if self.streamed is not None:
+            counts["train"]["examples"] = self.streamed
+        return counts
 
     def positives(self) -> dict[str, dict[str, int]]:
-        """``{split: {feature id: examples labelled 1}}``."""
+        """``{split: {feature id: examples labelled 1}}`` (not of a streamed training set:
+        counting them would read it whole)."""
         ids = self.features.ids
         return {
             name: dict(zip(ids, part.labels.sum(axis=0).tolist(), strict=True))
             for name, part in self.parts.items()
+            if not (name == "train" and self.streamed is not None)
         }
 
 
@@ -97,12 +114,21 @@ def load_multilabel_splits(
     from dnabird.data.deepsea import read_feature_names, select_features
 
     names = read_feature_names(section.names) if section.names is not None else None
-    train = read_examples(data.train, data.format, names)
-    if isinstance(train, dict):
-        parts = {name: train.get(name) for name in SPLITS}
-        drawn = None
+    streamed = None
+    if streams(data.train):
+        from dnabird.data.deepsea import DeepSEAFile
+
+        with DeepSEAFile(data.train, names) as handle:
+            streamed, features = len(handle), handle.features
+        empty = MultiLabelExamples([], np.zeros((0, len(features))), features, str(data.train))
+        parts, drawn = {"train": empty}, None
     else:
-        parts, drawn = _split(train, data, seed)
+        train = read_examples(data.train, data.format, names)
+        if isinstance(train, dict):
+            parts = {name: train.get(name) for name in SPLITS}
+            drawn = None
+        else:
+            parts, drawn = _split(train, data, seed)
     for name in ("validation", "test"):
         path = getattr(data, name)
         if path is not None:
@@ -111,7 +137,7 @@ def load_multilabel_splits(
                 raise ConfigError(f"data.{name}={path}: a dataset folder; give it as data.train")
             parts[name] = given
     reference = parts["train"]
-    if reference is None or not len(reference):
+    if reference is None or not (len(reference) or streamed):
         raise InputError(f"{data.train}: the training split is empty")
     index = select_features(reference.features, section.features)
     features = reference.features.subset(index)
@@ -129,7 +155,7 @@ def load_multilabel_splits(
                 f"({len(reference.features)}, first {reference.features.ids[:2]})"
             )
         out[name] = part.select_features(index)
-    return MultiLabelSplits(out, features, drawn, str(data.train))
+    return MultiLabelSplits(out, features, index, drawn, str(data.train), streamed)
 
 
 def _split(

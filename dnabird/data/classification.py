@@ -29,7 +29,7 @@ import dataclasses
 import itertools
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -339,6 +339,49 @@ def window_split(
 
 
 # ----------------------------------------------------------------------------- batches
+def deal_batches(
+    stream: Iterable[np.ndarray],
+    batch_size: int,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    skip_batches: int = 0,
+    worker: int = 0,
+    workers: int = 1,
+    drop_last: bool = False,
+) -> Iterator[np.ndarray]:
+    """One DataLoader worker's batches of one DDP rank, from a stream of items given as
+    consecutive int64 arrays (any lengths).
+
+    Rank ``rank`` takes the stream's items ``rank, rank + world_size, ...`` and groups them
+    into batches of ``batch_size`` in order (the last one shorter unless ``drop_last``);
+    its first ``skip_batches`` batches are skipped (resume); of the rest, worker ``worker``
+    of ``workers`` takes every ``workers``-th, starting with the ``worker``-th (DataLoader
+    hands out the workers' batches in that turn, so the batches and their order do not
+    depend on the number of workers). Skipped and other workers' batches cost only the
+    arithmetic on their items."""
+
+    def ours(k: int) -> bool:
+        """Whether this worker takes this rank's batch ``k`` (counted from 0)."""
+        return k >= skip_batches and (k - skip_batches) % workers == worker
+
+    seen = 0  # items of the stream so far
+    pending = np.zeros(0, dtype=np.int64)  # this rank's items not yet in a batch
+    k = 0  # batches of this rank so far
+    for piece in stream:
+        mine = piece[(rank - seen) % world_size :: world_size]
+        seen += len(piece)
+        pending = np.concatenate([pending, mine]) if len(pending) else mine
+        full = len(pending) // batch_size
+        for j in range(full):
+            if ours(k):
+                yield pending[j * batch_size : (j + 1) * batch_size]
+            k += 1
+        pending = pending[full * batch_size :]
+    if len(pending) and not drop_last and ours(k):
+        yield pending
+
+
 @dataclass
 class WindowBatches(IterableDataset):
     """Batches of one split (dicts of :func:`batch_tensors`).
@@ -366,34 +409,33 @@ class WindowBatches(IterableDataset):
     def __post_init__(self) -> None:
         IterableDataset.__init__(self)
 
-    def _rows(self) -> Iterator[int]:
-        """This rank's rows in stream order, each coded ``2 * row + strand`` (strand 1: the
-        reverse complement)."""
+    def _stream(self) -> Iterator[np.ndarray]:
+        """The rows in stream order, one int64 array per epoch (one pass when not
+        training), each row coded ``2 * row + strand`` (strand 1: the reverse complement)."""
         n = len(self.data)
         if not self.train or not n:
-            return iter(range(2 * self.rank, 2 * n, 2 * self.world_size))
+            yield 2 * np.arange(n, dtype=np.int64)
+            return
         augment = self.data.reverse is not None
-
-        def epoch(e: int) -> np.ndarray:
+        for e in itertools.count():
             order = np.random.default_rng([self.seed, e]).permutation(n)
             flips = np.random.default_rng([self.seed, e, 1]).integers(0, 2, n) if augment else 0
-            return 2 * order + (flips[order] if augment else 0)
-
-        epochs = (epoch(e) for e in itertools.count())
-        return itertools.islice(
-            itertools.chain.from_iterable(epochs), self.rank, None, self.world_size
-        )
+            yield 2 * order + (flips[order] if augment else 0)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        rows = self._rows()
-        for k in itertools.count():
-            chunk = np.fromiter(itertools.islice(rows, self.batch_size), dtype=np.int64)
-            if not chunk.size or (self.train and chunk.size < self.batch_size):
-                return
-            if k < self.skip_batches or (k - self.skip_batches) % workers != worker:
-                continue
+        chunks = deal_batches(
+            self._stream(),
+            self.batch_size,
+            rank=self.rank,
+            world_size=self.world_size,
+            skip_batches=self.skip_batches,
+            worker=worker,
+            workers=workers,
+            drop_last=self.train,
+        )
+        for chunk in chunks:
             index, reverse = chunk // 2, chunk % 2 == 1
             d = self.data
             windows = d.windows[index]
@@ -401,6 +443,22 @@ class WindowBatches(IterableDataset):
                 windows[reverse] = d.reverse[index[reverse]]
             both = d.reverse[index] if not self.train and d.reverse is not None else None
             yield batch_tensors(windows, d.labels[index], d.bp[index], both)
+
+
+def batch_loader(dataset: IterableDataset, num_workers: int, seed: int) -> DataLoader:
+    """The DataLoader of a dataset that yields whole batches (:class:`WindowBatches`, the
+    streamed ones): ``num_workers`` workers that ignore Ctrl-C (the main process handles
+    it), pinned memory with CUDA, and a generator of its own seeded by ``seed``."""
+    return DataLoader(
+        dataset,
+        batch_size=None,  # the dataset yields whole batches
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=_ignore_interrupts,
+        # its own generator: starting workers must not draw from the global generator
+        # (dropout), or validation would break exact resume
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -445,16 +503,7 @@ class ClassificationDataModule(L.LightningDataModule):
             world_size=trainer.world_size,
             skip_batches=skip,
         )
-        return DataLoader(
-            dataset,
-            batch_size=None,  # the dataset yields whole batches
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            worker_init_fn=_ignore_interrupts,
-            # its own generator: starting workers must not draw from the global generator
-            # (dropout), or validation would break exact resume
-            generator=torch.Generator().manual_seed(self.seed),
-        )
+        return batch_loader(dataset, self.num_workers, self.seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_split, train=True)

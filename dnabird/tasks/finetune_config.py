@@ -453,6 +453,24 @@ class FinetuneConfig(RunConfig):
                     f"from the data (one column per feature); drop data.{name} (or use "
                     "task: sequence)"
                 )
+        if Path(data.train).suffix.lower() == ".mat":  # streamed: dnabird.data.chromatin
+            if data.validation is None:
+                raise ConfigError(
+                    f"data.validation: required with data.train={data.train} (a DeepSEA .mat "
+                    "file is streamed, no split is drawn from it); give valid.mat"
+                )
+            if data.max_length is None:
+                raise ConfigError(
+                    f"data.max_length: required with data.train={data.train} (streamed: the "
+                    "window cannot be fitted to it in advance); e.g. 256 for 1,000 bp at about "
+                    "8 bp per token, with data.truncate=true"
+                )
+            if self.multilabel.baseline_bp != 0:
+                raise ConfigError(
+                    f"multilabel.baseline_bp={self.multilabel.baseline_bp}: the baseline trains "
+                    f"on the training split in memory, but data.train={data.train} is streamed; "
+                    "set multilabel.baseline_bp=0"
+                )
         metric = self.early_stopping.metric
         if metric is not None and metric not in MULTILABEL_METRICS:
             raise ConfigError(

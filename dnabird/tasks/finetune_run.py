@@ -85,7 +85,7 @@ def run_finetune(
         window, windowed = _windows(config, tokenizer, model_config, splits)
     log.info(
         "data: %s sequences (train, validation, test), each in a window of %d tokens",
-        " / ".join(f"{len(windowed[name]):,}" for name in ("train", "validation", "test")),
+        " / ".join(f"{sum(n.values()):,}" for n in splits.counts().values()),
         window,
     )
     if config.early_stopping.metric is not None and not len(windowed["validation"]):
@@ -95,13 +95,29 @@ def run_finetune(
             f"{config.early_stopping.metric} cannot select weights; give data.validation, a "
             "larger data.split validation fraction, or early_stopping.metric=null"
         )
-    datamodule = ClassificationDataModule(
-        windowed["train"],
-        windowed["validation"],
-        config.data.batch_size,
-        config.seed,
-        config.data.num_workers,
-    )
+    if multilabel and splits.streamed is not None:
+        from dnabird.data.streaming import StreamingDataModule
+
+        datamodule = StreamingDataModule(
+            config.data.train,
+            windowed["validation"],
+            tokenizer,
+            window,
+            config.data.batch_size,
+            config.seed,
+            reverse=config.multilabel.reverse_complement,
+            truncate=config.data.truncate,
+            features=splits.feature_index,
+            num_workers=config.data.num_workers,
+        )
+    else:
+        datamodule = ClassificationDataModule(
+            windowed["train"],
+            windowed["validation"],
+            config.data.batch_size,
+            config.seed,
+            config.data.num_workers,
+        )
     files = config.data.files()
     inputs = {
         "tokenizer_sha256": hashlib.sha256(tokenizer.model_proto).hexdigest(),

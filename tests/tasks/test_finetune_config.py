@@ -26,15 +26,20 @@ def _keys(tree: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-@pytest.mark.parametrize("name", ["promoter", "promoter_gpu"])
+@pytest.mark.parametrize(
+    "name", ["promoter", "promoter_gpu", "chromatin_peaks", "chromatin_deepsea"]
+)
 def test_packaged_configs_mirror_every_field(name: str) -> None:
     assert set(packaged_configs("finetune", FinetuneConfig.config_prefixes)) >= {name}
     config = load_config(FinetuneConfig, name)
     config.check(hardware=False)
     written = yaml.safe_load((PIPELINES / f"{name}.yaml").read_text())
     assert _keys(written) == _keys(config.to_dict())  # every key written, none unknown
-    assert config.data.negatives == "substitute" and config.data.label == "promoter"
-    assert config.data.train.endswith("shared/data/promoters/human_TATA_EPDnew_300bp.txt")
+    if name.startswith("promoter"):
+        assert config.data.negatives == "substitute" and config.data.label == "promoter"
+        assert config.data.train.endswith("shared/data/promoters/human_TATA_EPDnew_300bp.txt")
+    else:
+        assert config.task == "multilabel" and config.multilabel.pos_weight == 8.0
 
 
 def test_every_field_is_documented() -> None:
@@ -163,6 +168,8 @@ def test_check_finds_missing_files_and_models_that_do_not_fit(tmp_path: Path) ->
     ):
         load_config(FinetuneConfig, None, [*init, "data.max_length=128"]).check()
     with pytest.raises(
-        ConfigError, match=r"--config promotr: .*\(packaged: promoter, promoter_gpu"
+        ConfigError,
+        match=r"--config promotr: .*\(packaged: chromatin_deepsea, chromatin_peaks, promoter, "
+        r"promoter_gpu",
     ):
         load_config(FinetuneConfig, "promotr")

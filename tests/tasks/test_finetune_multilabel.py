@@ -199,3 +199,30 @@ def test_a_make_dataset_folder_trains_with_its_own_splits(inputs: Path, tmp_path
     assert manifest["inputs"]["data"]["train"]["folder"] == str(tmp_path / "dataset")
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["reports"]["kmer_logreg"]["baseline"]["central_bp"] == 40
+
+
+def test_a_deepsea_mat_training_file_is_streamed(inputs: Path, tmp_path: Path) -> None:
+    from tests.data.test_deepsea import one_hot, write_v5, write_v73
+
+    train, held_out = _examples(300, seed=4), _examples(60, seed=5)
+    write_v73(tmp_path / "train.mat", one_hot(train.sequences), train.labels)
+    write_v5(tmp_path / "valid.mat", one_hot(held_out.sequences), held_out.labels)
+    (tmp_path / "names.tsv").write_text("0\tAuto-select\n1\ta\n2\tb\n3\tnever\n")
+    overrides = [
+        f"data.train={tmp_path / 'train.mat'}",
+        f"data.validation={tmp_path / 'valid.mat'}",
+        f"data.test={tmp_path / 'valid.mat'}",
+        f"multilabel.names={tmp_path / 'names.tsv'}",
+        "multilabel.baseline_bp=0",
+        "trainer.max_steps=40",
+        "trainer.val_every_steps=20",
+    ]
+    with pytest.raises(ConfigError, match=r"data.max_length: required with data.train="):
+        _config(inputs, tmp_path / "run", *overrides)
+    export = run_finetune(_config(inputs, tmp_path / "run", *overrides, "data.max_length=40"))
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert manifest["classes"] == ["a", "b", "never"] and manifest["steps"] == 40
+    assert manifest["data"]["splits"]["train"] == {"examples": 300}
+    assert "train" not in manifest["data"]["positives"]  # not counted: that would read it all
+    assert manifest["test"]["reports"]["dnabird"]["n"] == 60
+    assert set(manifest["test"]["reports"]) == {"dnabird"}  # no baseline on a streamed set
