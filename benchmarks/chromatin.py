@@ -142,7 +142,12 @@ def main() -> None:
         default=Path("demo_run/pretrain/model"),
         help="tokenizer or model folder (default: dnabird demo's model)",
     )
-    parser.add_argument("--contexts", nargs="+", choices=list(CONTEXTS), default=list(CONTEXTS))
+    parser.add_argument(
+        "--contexts",
+        type=lambda text: text.split(","),
+        default=list(CONTEXTS),
+        help=f"comma-separated, of {', '.join(CONTEXTS)} (default: all)",
+    )
     parser.add_argument(
         "overrides", nargs="*", help="key=value overrides of chromatin_peaks.yaml for every run"
     )
@@ -151,6 +156,9 @@ def main() -> None:
     data = shared_data_dir()
     if data is None:
         sys.exit("chromatin.py: the shared data folder was not found (set DNABIRD_SHARED_DATA)")
+    unknown = sorted(set(args.contexts) - set(CONTEXTS))
+    if unknown:
+        parser.error(f"--contexts: unknown {', '.join(unknown)}; choose from {', '.join(CONTEXTS)}")
     results = {}
     for name in args.contexts:
         dataset = args.work / f"dataset_{name}"

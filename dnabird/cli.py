@@ -112,6 +112,19 @@ def _configure_logging(verbose: int, quiet: int) -> None:
         handler.setLevel(level)  # levels (Lightning) still obey -v/-q
 
 
+def user_message(err: DnabirdError) -> str:
+    """The one-line message of ``err``. An error raised in a DataLoader worker process
+    reaches the main process re-raised as the same class, its message the worker's whole
+    traceback ("Caught InputError in DataLoader worker process 0. Original Traceback ...");
+    its last line holds the original message."""
+    message = str(err)
+    if "\n" not in message:
+        return message
+    last = message.rstrip().splitlines()[-1]
+    prefix = f"{type(err).__module__}.{type(err).__qualname__}: "
+    return last.removeprefix(prefix)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dnabird`` command line; return the process exit status."""
     parser = build_parser()
@@ -129,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DnabirdError as err:
         if args.debug:
             traceback.print_exc()
-        print(f"dnabird: error: {err}", file=sys.stderr)
+        print(f"dnabird: error: {user_message(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("dnabird: interrupted", file=sys.stderr)

@@ -154,3 +154,23 @@ def test_every_subcommand_help_shows_defaults():
                     continue
                 assert f"{action.default}" in text, (name, action.dest)
                 assert text.count("(default") >= 1, name
+
+
+def test_an_error_raised_in_a_dataloader_worker_stays_one_line():
+    """torch re-raises a worker's exception as the same class with the worker's whole
+    traceback as its message; the CLI prints the original message only."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from dnabird.cli import user_message
+    from dnabird.errors import InputError
+
+    class Broken(IterableDataset):
+        def __iter__(self):
+            raise InputError("data.mat: example 7: label 2 is not 0 or 1")
+
+    loader = DataLoader(Broken(), batch_size=None, num_workers=1)
+    with pytest.raises(InputError) as info:
+        next(iter(loader))
+    assert "\n" in str(info.value)  # as torch delivers it
+    assert user_message(info.value) == "data.mat: example 7: label 2 is not 0 or 1"
+    assert user_message(InputError("plain")) == "plain"

@@ -16,6 +16,7 @@ from dnabird.commands._types import at_least, device
 
 
 def _run_finetune(args: argparse.Namespace) -> None:
+    from dnabird.data.deepsea import PUBLISHED_MEDIAN_AUROC
     from dnabird.tasks.classification_metrics import metrics_table
     from dnabird.tasks.finetune_config import FinetuneConfig
     from dnabird.tasks.finetune_run import REPORT_NAME, run_finetune
@@ -50,7 +51,9 @@ def _run_finetune(args: argparse.Namespace) -> None:
             f"Test split ({sum(counts['test'].values()):,} sequences, "
             f"{len(manifest['classes'])} features), medians over features, 95% bootstrap CIs:"
         )
-        print(summary_table(test["reports"]))
+        categories = set(manifest["data"]["features"]["categories"])
+        reference = PUBLISHED_MEDIAN_AUROC if categories & {"DHS", "TF", "HM"} else None
+        print(summary_table(test["reports"], reference))
         print(
             f"Report and plots in {config.out} ({REPORT_NAME}, test_performance.tsv, "
             "auroc_by_category.png, roc_pr.png)."

@@ -382,6 +382,31 @@ def deal_batches(
         yield pending
 
 
+def worker_batches(
+    stream: Iterable[np.ndarray],
+    batch_size: int,
+    *,
+    rank: int,
+    world_size: int,
+    skip_batches: int,
+    train: bool,
+) -> Iterator[np.ndarray]:
+    """:func:`deal_batches` for the DataLoader worker this runs in (all of them in the
+    main process), full batches only when ``train``."""
+    info = get_worker_info()
+    workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+    return deal_batches(
+        stream,
+        batch_size,
+        rank=rank,
+        world_size=world_size,
+        skip_batches=skip_batches,
+        worker=worker,
+        workers=workers,
+        drop_last=train,
+    )
+
+
 @dataclass
 class WindowBatches(IterableDataset):
     """Batches of one split (dicts of :func:`batch_tensors`).
@@ -423,17 +448,13 @@ class WindowBatches(IterableDataset):
             yield 2 * order + (flips[order] if augment else 0)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        chunks = deal_batches(
+        chunks = worker_batches(
             self._stream(),
             self.batch_size,
             rank=self.rank,
             world_size=self.world_size,
             skip_batches=self.skip_batches,
-            worker=worker,
-            workers=workers,
-            drop_last=self.train,
+            train=self.train,
         )
         for chunk in chunks:
             index, reverse = chunk // 2, chunk % 2 == 1

@@ -58,6 +58,13 @@ from dnabird.tokenizer.vocab import normalize_sequence
 #: DeepSEA's label categories as column ranges [start, end) of its 919 features.
 DEEPSEA_CATEGORIES = {"DHS": (0, 125), "TF": (125, 815), "HM": (815, 919)}
 DEEPSEA_FEATURES = 919
+PUBLISHED_MEDIAN_AUROC = {
+    "DeepSEA": {"TF": 0.958, "HM": 0.856, "DHS": 0.923},
+    "BigBird": {"TF": 0.961, "HM": 0.887, "DHS": 0.921},
+}
+"""Median test AUROC per category on DeepSEA's test set, as the BigBird paper reports
+them (Zaheer et al. 2020): the reference rows next to a model trained on these 919
+profiles."""
 #: The base of each one-hot row, in order (DeepSEA's; not alphabetical).
 ONE_HOT_ORDER = "AGCT"
 _MAT_SPLITS = ("train", "valid", "test")  # the key prefixes of the three files

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset
 
 from dnabird.data.chromatin import reverse_complements
 from dnabird.data.classification import (
@@ -51,9 +51,9 @@ from dnabird.data.classification import (
     WindowedSplit,
     batch_loader,
     batch_tensors,
-    deal_batches,
     pad_to_window,
     tokenize,
+    worker_batches,
 )
 
 if TYPE_CHECKING:
@@ -199,17 +199,13 @@ class StreamingWindowBatches(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         from dnabird.data.deepsea import DeepSEAFile
 
-        info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        batches = deal_batches(
+        batches = worker_batches(
             self._stream(),
             self.batch_size,
             rank=self.rank,
             world_size=self.world_size,
             skip_batches=self.skip_batches if self.train else 0,
-            worker=worker,
-            workers=workers,
-            drop_last=self.train,
+            train=self.train,
         )
         with DeepSEAFile(self.path) as data:
             reader = _ChunkReader(data, self.chunk_size)
