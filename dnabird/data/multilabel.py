@@ -145,6 +145,22 @@ class MultiLabelExamples:
         )
 
 
+def concatenate(parts: Sequence[MultiLabelExamples], source: str) -> MultiLabelExamples:
+    """The rows of ``parts`` one after the other (``source`` names the result); every part
+    must have the same features and columns."""
+    first = parts[0]
+    for part in parts[1:]:
+        if part.features != first.features or set(part.columns) != set(first.columns):
+            raise ValueError(f"{part.source}: other features or columns than {first.source}")
+    return MultiLabelExamples(
+        [s for part in parts for s in part.sequences],
+        np.concatenate([part.labels for part in parts]),
+        first.features,
+        source,
+        {name: np.concatenate([p.columns[name] for p in parts]) for name in first.columns},
+    )
+
+
 def write_parquet(path: str | os.PathLike, examples: MultiLabelExamples) -> Path:
     """Write ``examples`` to ``path`` (atomically) in the layout of the module docstring."""
     import pyarrow as pa

@@ -49,7 +49,13 @@ from typing import Any
 
 import numpy as np
 
-from dnabird.data.multilabel import Features, MultiLabelExamples, read_parquet, write_parquet
+from dnabird.data.multilabel import (
+    Features,
+    MultiLabelExamples,
+    concatenate,
+    read_parquet,
+    write_parquet,
+)
 from dnabird.data.peaks import (
     PeakTrack,
     TrackSource,
@@ -440,15 +446,4 @@ def read_dataset(folder: str | os.PathLike, verify: bool = True) -> dict[str, Mu
         if examples.features != features:
             raise InputError(f"{path}: its features differ from the manifest's")
         parts.setdefault(entry["split"], []).append(examples)
-    return {name: _concatenate(parts[name], str(folder)) for name in SPLITS if name in parts}
-
-
-def _concatenate(parts: list[MultiLabelExamples], source: str) -> MultiLabelExamples:
-    """The rows of ``parts`` (same features and columns) one after the other."""
-    return MultiLabelExamples(
-        [s for part in parts for s in part.sequences],
-        np.concatenate([part.labels for part in parts]),
-        parts[0].features,
-        source,
-        {name: np.concatenate([p.columns[name] for p in parts]) for name in parts[0].columns},
-    )
+    return {name: concatenate(parts[name], str(folder)) for name in SPLITS if name in parts}

@@ -214,3 +214,23 @@ def test_unreadable_and_missing_files(tmp_path, examples):
     with pytest.raises(InputError) as err:
         read_parquet(tmp_path / "absent.parquet")
     assert_one_line(err, tmp_path / "absent.parquet", "not found")
+
+
+def test_concatenate_keeps_row_order_and_refuses_other_features():
+    from dnabird.data.multilabel import concatenate
+
+    features = Features.from_names(["a", "b"])
+    one = MultiLabelExamples(["AC"], np.array([[1, 0]]), features, "x", {"n": np.array([1])})
+    two = MultiLabelExamples(
+        ["GT", "NN"], np.array([[0, 1], [1, 1]]), features, "y", {"n": np.array([2, 3])}
+    )
+    both = concatenate([one, two], "xy")
+    assert both.sequences == ["AC", "GT", "NN"] and both.source == "xy"
+    assert both.labels.tolist() == [[1, 0], [0, 1], [1, 1]] and both.columns["n"].tolist() == [
+        1,
+        2,
+        3,
+    ]
+    other = MultiLabelExamples(["AC"], np.array([[1]]), Features.from_names(["a"]), "z")
+    with pytest.raises(ValueError, match="z: other features or columns than x"):
+        concatenate([one, other], "xz")
