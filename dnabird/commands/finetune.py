@@ -76,6 +76,9 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     if args.output:
         check_writable_file(args.output)  # before the work, not after it
     classifier = Classifier.load(args.model, args.device)
+    if classifier.multilabel:
+        _evaluate_profiles(args, classifier)
+        return
     rows = read_labelled(
         args.data,
         format=args.format,
@@ -119,6 +122,49 @@ def _run_predict(args: argparse.Namespace) -> None:
     )
 
 
+def _evaluate_profiles(args: argparse.Namespace, classifier) -> None:
+    """``evaluate`` of a multi-label model: per-feature AUROC / AUPRC with CIs, medians."""
+    import numpy as np
+
+    from dnabird.data.chromatin import read_examples
+    from dnabird.errors import InputError
+    from dnabird.files import write_text_atomic
+    from dnabird.tasks.multilabel_metrics import multilabel_report, summary_table
+
+    examples = read_examples(args.data, args.format)
+    if isinstance(examples, dict):  # a make-dataset folder: its test split
+        examples = examples.get("test")
+        if examples is None or not len(examples):
+            raise InputError(f"{args.data}: the dataset has no test split to evaluate")
+    ids = list(examples.features.ids)
+    missing = [i for i in classifier.classes if i not in ids]
+    if missing:
+        raise InputError(
+            f"{args.data}: no label column for the model's feature(s) {', '.join(missing[:3])}"
+            f" ({len(missing)} of {len(classifier.classes)} missing); give data with them"
+        )
+    examples = examples.select_features(np.array([ids.index(i) for i in classifier.classes]))
+    names = [f"row {i + 1}" for i in range(len(examples))]
+    scores = classifier.probabilities(examples.sequences, names, examples.source, args.batch_size)
+    report = multilabel_report(
+        examples.labels,
+        scores,
+        examples.features.ids,
+        examples.features.categories,
+        resamples=args.resamples,
+        seed=args.seed,
+    )
+    print(
+        f"Evaluated {len(examples):,} sequences of {examples.source} on "
+        f"{len(classifier.classes)} features with {args.model} (window {classifier.window} "
+        f"tokens); medians over features, 95% bootstrap CIs ({args.resamples} resamples):"
+    )
+    print(summary_table({"model": report}))
+    if args.output:
+        write_text_atomic(args.output, json.dumps(report, indent=2) + "\n")
+        print(f"Report written to {args.output}.")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``finetune``, ``evaluate`` and ``predict`` subcommands."""
     ft = subparsers.add_parser(
@@ -138,11 +184,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ev = subparsers.add_parser(
         "evaluate",
-        help="score a fine-tuned classifier on labelled sequences (metrics with 95%% CIs)",
+        help="score a fine-tuned model on labelled sequences (metrics with 95%% CIs)",
         description="Score a fine-tuned model folder on a labelled file (one sequence per "
         "line, FASTA, CSV/TSV with sequence and label columns, Parquet): accuracy, precision, "
         "recall, F1, MCC, AUROC, AUPRC with percentile-bootstrap 95% intervals. The labels "
-        "must be the model's classes; every sequence is padded to the model's window.",
+        "must be the model's classes; every sequence is padded to the model's window. A "
+        "multi-label model takes a multi-label file (Parquet, DeepSEA CSV) or a make-dataset "
+        "folder (its test split): AUROC and AUPRC per feature and their medians.",
     )
     ev.add_argument("--model", required=True, help="fine-tuned model folder (OUT/model)")
     ev.add_argument("--data", required=True, help="labelled sequence file")
@@ -170,10 +218,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="class probabilities of every FASTA record with a fine-tuned classifier",
         description="Predict every record of a FASTA file (plain, gzip or bgzip) with a "
-        "fine-tuned sequence classifier: a TSV with columns index, name and one probability "
-        "per class, written atomically. Records are read and scored one batch at a time; each "
-        "is padded to the model's window (a record longer than it is an error, unless the "
-        "model was trained with data.truncate).",
+        "fine-tuned model: a TSV with columns index, name and one probability per class (a "
+        "sequence classifier) or per feature (a multi-label model), written atomically. "
+        "Records are read and scored one batch at a time; each is padded to the model's "
+        "window (a record longer than it is an error, unless the model was trained with "
+        "data.truncate).",
     )
     pr.add_argument("--model", required=True, help="fine-tuned model folder (OUT/model)")
     pr.add_argument("--fasta", required=True, help="FASTA of the sequences to classify")

@@ -226,3 +226,28 @@ def test_a_deepsea_mat_training_file_is_streamed(inputs: Path, tmp_path: Path) -
     assert "train" not in manifest["data"]["positives"]  # not counted: that would read it all
     assert manifest["test"]["reports"]["dnabird"]["n"] == 60
     assert set(manifest["test"]["reports"]) == {"dnabird"}  # no baseline on a streamed set
+
+
+def test_evaluate_command_scores_a_multilabel_model(
+    trained: Path, inputs: Path, tmp_path: Path, capsys
+) -> None:
+    from dnabird.cli import main
+
+    out = tmp_path / "eval.json"
+    data = inputs / "profiles.parquet"
+    args = ["evaluate", "--model", str(trained), "--data", str(data), "--resamples", "50"]
+    assert main([*args, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Evaluated 500 sequences" in printed and "on 3 features" in printed
+    report = json.loads(out.read_text())
+    assert [row["id"] for row in report["features"]] == ["motif_a", "motif_b", "never"]
+    assert report["features"][2]["auroc"] is None and report["features"][0]["auroc"] > 0.7
+    other = MultiLabelExamples(["ACGT" * 10], np.zeros((1, 1)), Features.from_names(["x"]))
+    write_parquet(tmp_path / "other.parquet", other)
+    assert (
+        main(["evaluate", "--model", str(trained), "--data", str(tmp_path / "other.parquet")]) == 2
+    )
+    assert (
+        "no label column for the model's feature(s) motif_a, motif_b, never"
+        in capsys.readouterr().err
+    )
