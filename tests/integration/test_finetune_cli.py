@@ -284,9 +284,7 @@ def test_every_bad_input_is_one_line_and_exit_2(
         )
         == 2
     )
-    assert "not a fine-tuned classifier (it holds a BigBirdForMaskedLM" in _one_line_error(
-        capsys
-    )
+    assert "not a fine-tuned classifier (it holds a BigBirdForMaskedLM" in _one_line_error(capsys)
 
 
 @pytest.mark.parametrize(
