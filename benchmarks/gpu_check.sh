@@ -9,10 +9,12 @@
 # 2. The attention benchmark in bf16 with CUDA-event timing after warm-up: block size 64
 #    (1k..32k tokens) and 128 (4k, 16k), attention alone and one encoder layer.
 # 3. One MLM training step, ours vs HF (benchmarks/train_step.py).
+# 4. Prediction throughput, ours vs HF (benchmarks/predict.py, base model, 1/8/17 kbp).
 # Writes OUT_DIR/gpu_check.log, gpu_tests.json (or .xml), attention_b64.json,
-# attention_b128.json, train_step.json. Every stage runs under `timeout` (120 + 150 + 90 + 90
-# s), so the whole script ends within 8 minutes; a stage cut short keeps what it measured (the
-# attention benchmark writes its JSON after every length). Exit status: 0 when the tests
+# attention_b128.json, train_step.json, predict.json. Every stage runs under `timeout` (120 +
+# 150 + 90 + 90 + 90 s), so the whole script ends within 9 minutes and 30 seconds; a stage
+# cut short keeps what it measured (the attention benchmark writes its JSON after every
+# length). Exit status: 0 when the tests
 # passed, 1 otherwise.
 # Set CHECK_DEVICE=cpu for a dry run of the plumbing on a CPU machine (blocked only, short).
 set -u -o pipefail
@@ -87,6 +89,21 @@ timeout 90 "$py" benchmarks/train_step.py "${step_args[@]}" --json "$out/train_s
     2>&1 | tee -a "$log"
 say "train step benchmark exit status $?"
 # --- end of MLM training step block ------------------------------------------------------
+
+# --- prediction throughput, ours vs HF BigBirdModel block_sparse (issue 15) -------------
+# base preset, 1 / 8 / 17 kbp windows of random DNA (the GPU machine has neither the shared
+# data nor pyfaidx), fp32, synchronised calls; windows/s and the ratio. Writes
+# OUT_DIR/predict.json. On the CPU dry run: tiny preset, 1 and 2 kbp.
+say "extra: prediction throughput, ours vs HF"
+if [ "$device" = cuda ]; then
+    predict_args=(--preset base --windows 1000,8000,17000 --batch-size 8 --repeats 5)
+else
+    predict_args=(--preset tiny --windows 1000,2000 --batch-size 2 --repeats 1)
+fi
+timeout 90 "$py" benchmarks/predict.py "${predict_args[@]}" --device "$device" --random-dna \
+    --vocab-size 4096 --no-memory --no-stream --out "$out/predict.json" 2>&1 | tee -a "$log"
+say "prediction benchmark exit status $?"
+# --- end of prediction block ---------------------------------------------------------
 
 say "done, tests status $status"
 exit "$status"

@@ -8,11 +8,14 @@ finished. Checksums (sha256, hex) identify inputs and outputs in manifests.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from dnabird.errors import InputError
 
@@ -72,6 +75,32 @@ def sha256_file(path: str | os.PathLike) -> str:
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     return digest.hexdigest()
+
+
+def open_text_input(path: str | os.PathLike) -> BinaryIO:
+    """Open a line-oriented input (BED, VCF, CSV) for binary reading, decompressing it when
+    it is gzip or bgzip (recognised by its magic bytes, not its name)."""
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")  # type: ignore[return-value]
+
+
+def text_lines(path: Path, kind: str) -> Iterator[tuple[int, str]]:
+    """``(1-based line number, line without its end)`` of a plain, gzip or bgzip text file
+    (``kind``, e.g. ``"BED"``, names the format in messages). InputError naming the line
+    for bytes that are not UTF-8, naming the file for corrupt or truncated gzip data."""
+    with open_text_input(path) as handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError:
+                    raise InputError(
+                        f"{path}:{number}: not text (binary data); is this a {kind} file?"
+                    ) from None
+                yield number, line
+        except (OSError, EOFError, zlib.error) as err:  # a corrupt or truncated gzip stream
+            raise InputError(f"{path}: unreadable gzip data ({err}); get the file again") from None
 
 
 def require_file(path: str | os.PathLike, what: str = "input file") -> Path:

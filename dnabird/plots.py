@@ -323,3 +323,63 @@ def plot_feature_aurocs(reports: Mapping[str, dict], path: str | os.PathLike, ti
     multilabel_report}`` (:func:`dnabird.tasks.multilabel_metrics.multilabel_report`).
     Features whose AUROC is undefined are not drawn."""
     return _save_png(feature_auroc_figure(reports, title), path)
+
+
+def ism_figure(result, features: Sequence[str]):
+    """The figure of :func:`plot_ism` (a matplotlib Figure, one panel per feature)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dnabird.predict.mutagenesis import BASES
+
+    positions = len(result.sequence)
+    fig, axes = plt.subplots(
+        len(features),
+        1,
+        figsize=(min(24.0, max(6.0, 0.16 * positions + 2)), 2.2 * len(features) + 0.8),
+        dpi=120,
+        squeeze=False,
+    )
+    for ax, feature in zip(axes[:, 0], features, strict=True):
+        values = result.effects[:, :, result.columns.index(feature)].T  # [4, P]
+        limit = float(np.nanmax(np.abs(values))) or 1e-6
+        image = ax.imshow(
+            values,
+            aspect="auto",
+            cmap="RdBu_r",
+            vmin=-limit,
+            vmax=limit,
+            interpolation="nearest",
+        )
+        reference = [(p, BASES.index(b)) for p, b in enumerate(result.sequence) if b in BASES]
+        if reference and positions <= 200:
+            x, y = zip(*reference, strict=True)
+            ax.scatter(x, y, marker=".", s=8, color="black")
+        ax.set_yticks(range(len(BASES)), list(BASES))
+        if positions <= 60:
+            ax.set_xticks(range(positions), list(result.sequence), fontsize=7)
+        else:
+            ticks = range(0, positions, -(-positions // 12))
+            ax.set_xticks(ticks, [f"{result.start + t:,}" for t in ticks], fontsize=8)
+        ax.set_ylabel("substituted base")
+        dots = " (dots: reference base)" if reference and positions <= 200 else ""
+        ax.set_title(f"in-silico mutagenesis of {result.name}: {feature}{dots}", fontsize=10)
+        colorbar = fig.colorbar(image, ax=ax, pad=0.01)
+        colorbar.set_label("P(mutant) − P(reference)", fontsize=8)
+    axes[-1, 0].set_xlabel(
+        "reference base at each position"
+        if positions <= 60
+        else f"position (bp, 0-based; region starts at {result.start:,})"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_ism(result, path: str | os.PathLike, features: Sequence[str]) -> Path:
+    """Write one PNG heatmap per ISM result (:class:`dnabird.predict.mutagenesis.IsmResult`): for
+    each of ``features``, the effect of substituting each base (rows A, C, G, T) at each
+    position (columns, labelled with the reference base when there are at most 60; a dot
+    marks the reference base up to 200), diverging colours centred on 0."""
+    return _save_png(ism_figure(result, features), path)

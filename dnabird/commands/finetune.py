@@ -1,10 +1,6 @@
-"""``dnabird finetune``, ``dnabird evaluate`` and ``dnabird predict``: train a sequence
-classifier or a multi-label (chromatin-profile) model from a YAML config, score a sequence
-classifier on labelled sequences, predict a FASTA.
-
-``predict`` serves sequence classifiers for now; the prediction issue generalises it
-(BED + genome windows, variants) in ``dnabird.predict``.
-"""
+"""``dnabird finetune`` and ``dnabird evaluate``: train a sequence classifier or a
+multi-label (chromatin-profile) model from a YAML config, and score one on labelled
+sequences. Predicting files is :mod:`dnabird.commands.predict`'s."""
 
 from __future__ import annotations
 
@@ -102,26 +98,6 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         print(f"Report written to {args.output}.")
 
 
-def _run_predict(args: argparse.Namespace) -> None:
-    from dnabird.genome.fasta import iter_fasta
-    from dnabird.outputs import check_writable_file
-    from dnabird.tasks.classify import Classifier, predict_fasta
-
-    check_writable_file(args.output)  # before the work, not after it
-    classifier = Classifier.load(args.model, args.device)
-    count = predict_fasta(
-        classifier,
-        iter_fasta(args.fasta),
-        args.output,
-        batch_size=args.batch_size,
-        source=str(args.fasta),
-    )
-    print(
-        f"Predicted {count:,} sequences of {args.fasta} with {args.model} (classes "
-        f"{', '.join(classifier.classes)}; window {classifier.window} tokens) into {args.output}."
-    )
-
-
 def _evaluate_profiles(args: argparse.Namespace, classifier) -> None:
     """``evaluate`` of a multi-label model: per-feature AUROC / AUPRC with CIs, medians."""
     import numpy as np
@@ -166,7 +142,7 @@ def _evaluate_profiles(args: argparse.Namespace, classifier) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``finetune``, ``evaluate`` and ``predict`` subcommands."""
+    """Add the ``finetune`` and ``evaluate`` subcommands."""
     ft = subparsers.add_parser(
         "finetune",
         help="fine-tune a sequence classifier or a chromatin-profile model (YAML config)",
@@ -213,22 +189,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("-o", "--output", help="also write the report as JSON")
     ev.set_defaults(func=_run_evaluate)
-
-    pr = subparsers.add_parser(
-        "predict",
-        help="class probabilities of every FASTA record with a fine-tuned classifier",
-        description="Predict every record of a FASTA file (plain, gzip or bgzip) with a "
-        "fine-tuned model: a TSV with columns index, name and one probability per class (a "
-        "sequence classifier) or per feature (a multi-label model), written atomically. "
-        "Records are read and scored one batch at a time; each is padded to the model's "
-        "window (a record longer than it is an error, unless the model was trained with "
-        "data.truncate).",
-    )
-    pr.add_argument("--model", required=True, help="fine-tuned model folder (OUT/model)")
-    pr.add_argument("--fasta", required=True, help="FASTA of the sequences to classify")
-    pr.add_argument("-o", "--output", required=True, help="TSV to write")
-    pr.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per batch")
-    pr.add_argument(
-        "--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)"
-    )
-    pr.set_defaults(func=_run_predict)

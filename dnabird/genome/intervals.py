@@ -17,17 +17,15 @@ what to do``. A VCF reader belongs beside this one.
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from dnabird.errors import InputError
-from dnabird.files import require_file
+from dnabird.files import open_text_input, require_file, text_lines
 
 STRANDS = ("+", "-", ".")
 _NARROW_PEAK_FIELDS = 10
@@ -73,22 +71,12 @@ def iter_bed(
     path = require_file(path, "BED file")
     if narrow_peak is None:
         narrow_peak = ".narrowpeak" in path.name.lower()
-    with _open_binary(path) as handle:
-        try:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError:
-                    raise InputError(
-                        f"{path}:{number}: not text (binary data); is this a BED file?"
-                    ) from None
-                if not line.strip() or line.startswith("#"):
-                    continue
-                if line.split(None, 1)[0] in ("track", "browser"):
-                    continue
-                yield _parse(line, f"{path}:{number}", bed_columns, narrow_peak, number)
-        except (OSError, EOFError, zlib.error) as err:  # a corrupt or truncated gzip stream
-            raise InputError(f"{path}: unreadable gzip data ({err}); get the file again") from None
+    for number, line in text_lines(path, "BED"):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.split(None, 1)[0] in ("track", "browser"):
+            continue
+        yield _parse(line, f"{path}:{number}", bed_columns, narrow_peak, number)
 
 
 def read_bed(
@@ -104,12 +92,6 @@ def read_bed(
     if not intervals and not allow_empty:
         raise InputError(f"{path}: no intervals (only blank, comment or track lines)")
     return intervals
-
-
-def _open_binary(path: Path) -> BinaryIO:
-    with open(path, "rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")  # type: ignore[return-value]
 
 
 def _parse(line: str, where: str, bed_columns: int, narrow_peak: bool, number: int) -> Interval:
@@ -190,7 +172,7 @@ def iter_interval_csv(path: str | os.PathLike) -> Iterator[Interval]:
     import io
 
     path = require_file(path, "interval CSV file")
-    with _open_binary(path) as handle:
+    with open_text_input(path) as handle:
         text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
         reader = csv.reader(text, strict=True)
         try:

@@ -3,7 +3,8 @@
 A fine-tuned model folder (``dnabird finetune``'s ``OUT/model``) records in its manifest
 what a prediction needs besides the weights and the tokenizer: ``task``, ``classes`` (class
 or feature ``i`` is output ``i``), ``max_length`` (the fixed window every sequence is padded
-to, as in training), ``truncate`` and, for multi-label models, ``average_strands``.
+to, as in training), ``truncate``, ``window_bp`` (the bp of sequence per training window)
+and, for multi-label models, ``average_strands``.
 :meth:`Classifier.load` opens one; every prediction pads each sequence to that one window
 (:func:`dnabird.data.classification.pad_to_window`), so a sequence gets the same
 probabilities alone or in any batch.
@@ -14,14 +15,14 @@ probabilities alone or in any batch.
   ``average_strands``.
 - :func:`evaluate_classifier`: a labelled set -> a classification report with 95% bootstrap
   intervals (:func:`dnabird.tasks.classification_metrics.classification_report`).
-- :func:`predict_fasta`: a FASTA -> a TSV ``index name P(class)...``, streamed in batches
-  (memory bounded by one batch and the longest record), written atomically.
+
+Predicting files (FASTA, BED + genome, VCF) is :mod:`dnabird.predict`'s job.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,8 @@ class Classifier:
     source: str = "model"
     """Where the model came from (for messages)."""
     average_strands: bool = False
+    window_bp: int | None = None
+    """The bp of sequence the model was trained on per window (None: not recorded)."""
 
     @property
     def multilabel(self) -> bool:
@@ -99,6 +102,7 @@ class Classifier:
             chosen,
             str(folder),
             bool(manifest.get("average_strands", False)),
+            manifest.get("window_bp"),
         )
 
     def windows(
@@ -116,7 +120,6 @@ class Classifier:
             source=source,
         )
 
-    @torch.no_grad()
     def probabilities(
         self,
         sequences: Sequence[str],
@@ -133,16 +136,32 @@ class Classifier:
         if self.average_strands:
             reverse_names = [f"{n} (reverse strand)" for n in names] if names else None
             strands.append(self.windows(reverse_complements(sequences), reverse_names, source))
+        out = []
+        for start in range(0, len(strands[0]), batch_size):
+            parts = [self.window_probabilities(w[start : start + batch_size]) for w in strands]
+            out.append(combine_strands(parts, "mean"))
+        return np.concatenate(out) if out else np.empty((0, len(self.classes)))
+
+    @torch.no_grad()
+    def window_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities ``float64 [B, K]`` of one batch of token windows ``int [B, L]``
+        (the model in eval mode; its previous mode is restored). InputError if the model
+        gives a non-finite value."""
+        from dnabird.data.classification import batch_tensors
+
+        batch = batch_tensors(windows)
         was_training = self.model.training
         self.model.eval()
-        out = []
         try:
-            for start in range(0, len(strands[0]), batch_size):
-                parts = [self._predict(w[start : start + batch_size]) for w in strands]
-                out.append(sum(parts) / len(parts))
+            logits = self.model(
+                batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+            ).logits.double()
         finally:
             self.model.train(was_training)
-        result = np.concatenate(out) if out else np.empty((0, len(self.classes)))
+        if self.multilabel:
+            result = torch.sigmoid(logits).cpu().numpy()
+        else:
+            result = torch.softmax(logits, dim=-1).cpu().numpy()
         if not np.isfinite(result).all():
             raise InputError(
                 f"{self.source}: the model gives non-finite outputs (NaN or inf); its weights "
@@ -150,17 +169,22 @@ class Classifier:
             )
         return result
 
-    def _predict(self, windows: np.ndarray) -> np.ndarray:
-        """Probabilities ``float64 [B, K]`` of one batch of windows ``[B, L]``."""
-        from dnabird.data.classification import batch_tensors
 
-        batch = batch_tensors(windows)
-        logits = self.model(
-            batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-        ).logits.double()
-        if self.multilabel:
-            return torch.sigmoid(logits).cpu().numpy()
-        return torch.softmax(logits, dim=-1).cpu().numpy()
+STRAND_MODES = ("mean", "max", "none")
+"""How the two strands' predictions combine: their mean, their maximum, or the forward
+strand's alone."""
+
+
+def combine_strands(parts: Sequence[np.ndarray], mode: str) -> np.ndarray:
+    """One prediction from the forward strand's ``parts[0]`` and, when given, the reverse
+    complement's ``parts[1]`` (same shape): per :data:`STRAND_MODES` ``mode``."""
+    if mode == "none" or len(parts) == 1:
+        return parts[0]
+    if mode == "mean":
+        return (parts[0] + parts[1]) / 2
+    if mode == "max":
+        return np.maximum(parts[0], parts[1])
+    raise ValueError(f"unknown strand mode {mode!r}; choose from {', '.join(STRAND_MODES)}")
 
 
 def scores(probabilities: np.ndarray) -> np.ndarray:
@@ -193,48 +217,3 @@ def evaluate_classifier(
         rows.labels, scores(probabilities), classifier.classes, resamples=resamples, seed=seed
     )
     return report, probabilities
-
-
-def predict_fasta(
-    classifier: Classifier,
-    records: Iterable[tuple[str, str]],
-    out: str | os.PathLike,
-    *,
-    batch_size: int = 64,
-    source: str = "input",
-) -> int:
-    """Write ``out`` (TSV, atomically): a header ``index name <class>...``, then per record
-    its 0-based index, name and class probabilities (6 decimals). ``records`` (name,
-    sequence) are read one batch at a time; a progress bar counts them. Returns the count;
-    InputError when there is none."""
-    from dnabird.files import atomic_path
-    from dnabird.progress import progress
-
-    count = 0
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        handle.write("\t".join(["index", "name", *classifier.classes]) + "\n")
-        with progress(unit="seq", desc="predict") as bar:
-            for chunk in _chunks(records, batch_size):
-                names = [name for name, _ in chunk]
-                probabilities = classifier.probabilities(
-                    [seq for _, seq in chunk], names, source, batch_size
-                )
-                for name, row in zip(names, probabilities, strict=True):
-                    values = "\t".join(f"{p:.6f}" for p in row)
-                    handle.write(f"{count}\t{name}\t{values}\n")
-                    count += 1
-                bar.update(len(chunk))
-        if not count:
-            raise InputError(f"{source}: no sequences to predict")
-    return count
-
-
-def _chunks(records: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
-    chunk: list[tuple[str, str]] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -191,6 +191,7 @@ def run_finetune(
             task=config.task,
             classes=list(classes),
             max_length=window,
+            window_bp=max(int(part.bp.max()) for part in windowed.values() if len(part)),
             truncate=config.data.truncate,
             **({"average_strands": config.multilabel.average_strands} if multilabel else {}),
             inputs={

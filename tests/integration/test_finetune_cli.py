@@ -133,12 +133,13 @@ def test_predict_writes_one_row_per_record(
     out = tmp_path / "deep" / "preds.tsv"
     args = ["predict", "--model", str(trained / "model"), "--fasta", str(fasta), "-o", str(out)]
     assert main([*args, "--batch-size", "16"]) == 0
-    assert "Predicted 70 sequences" in capsys.readouterr().out
+    assert "Scored 70 windows" in capsys.readouterr().out
     with open(out, newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t"))
-    assert rows[0] == ["index", "name", "motif", "random"]
-    assert [r[:2] for r in rows[1:]] == [[str(i), f"seq{i}"] for i in range(70)]
-    probabilities = np.array([[float(v) for v in r[2:]] for r in rows[1:]])
+    assert rows[0] == ["index", "name", "start", "end", "motif", "random"]
+    # the model records its 60 bp training window: each 60 bp record is one window
+    assert [r[:4] for r in rows[1:]] == [[str(i), f"seq{i}", "0", "60"] for i in range(70)]
+    probabilities = np.array([[float(v) for v in r[4:]] for r in rows[1:]])
     assert np.allclose(probabilities.sum(1), 1, atol=1e-5)
     from dnabird.tasks.classify import Classifier
 
@@ -240,24 +241,13 @@ def test_every_bad_input_is_one_line_and_exit_2(
         assert _status(args) == 2, args
         assert expected in _one_line_error(capsys), args
     assert not (tmp_path / "p.tsv").exists()
-    # a record longer than the window names its record
-    (tmp_path / "long.fa").write_text(">ok\nACGT\n>long\n" + "ACGT" * 200 + "\n")
-    assert (
-        main(
-            [
-                "predict",
-                "--model",
-                model,
-                "--fasta",
-                str(tmp_path / "long.fa"),
-                "-o",
-                str(tmp_path / "p.tsv"),
-            ]
-        )
-        == 2
-    )
-    assert "long.fa: long has" in _one_line_error(capsys)
-    assert not (tmp_path / "p.tsv").exists()  # nothing half-written looks complete
+    # a record longer than the model's 60 bp window is scored in sliding windows
+    (tmp_path / "long.fa").write_text(">ok\nACGT\n>long\n" + "ACGT" * 40 + "\n")
+    long_args = ["predict", "--model", model, "--fasta", str(tmp_path / "long.fa")]
+    assert main([*long_args, "-o", str(tmp_path / "long.tsv")]) == 0
+    starts = [line.split("\t")[2] for line in (tmp_path / "long.tsv").read_text().split("\n")[1:-1]]
+    assert starts == ["-28", "0", "60", "120"]
+    capsys.readouterr()
     # labels that are not the model's classes
     (tmp_path / "other.csv").write_text("sequence,label\nACGTACGT,motif\nACGTAAAA,other\n")
     assert main(["evaluate", "--model", model, "--data", str(tmp_path / "other.csv")]) == 2

@@ -1,0 +1,163 @@
+"""The prediction benchmark (``benchmarks/predict.py``) on a tiny model, so it cannot rot:
+windows and token batches, the three contenders and their agreement, timing, the layer
+profile, the memory child and the printed tables. No timing is asserted."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "predict.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("predict_benchmark", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    bases = "".join(rng.choice(list("ACGT"), size=60_000))
+    return "N" * 500 + bases  # a gap at the start, like the excerpt
+
+
+@pytest.fixture(scope="module")
+def tokenizer(sequence):
+    from dnabird.tokenizer import DNATokenizer
+
+    return DNATokenizer.train(sequence_pieces(sequence), 128, "bpe")
+
+
+def sequence_pieces(sequence):
+    pieces = [sequence[i : i + 500] for i in range(0, 40_000, 500)]
+    return [piece for piece in pieces if "N" not in piece]
+
+
+def test_sentences_and_windows_avoid_gaps(bench, sequence):
+    sentences = bench.training_sentences(sequence, 10_000, 1_000)
+    assert len(sentences) == 9 and all(len(s) == 1_000 and "N" not in s for s in sentences)
+    windows = bench.sample_windows(sequence, 0, 700, 5, seed=1)
+    assert len(windows) == 5 and all(len(w) == 700 and "N" not in w for w in windows)
+    assert bench.sample_windows(sequence, 0, 700, 5, seed=1) == windows  # seeded
+
+
+def test_contenders_agree_and_run(bench, tokenizer, sequence):
+    config = bench.model_config("tiny", tokenizer.vocab_size, 1024, seed=0)
+    models = bench.build_models(config, seed=0)
+    assert set(models) == set(bench.CONTENDERS)
+    for bp, attention in ((150, "full"), (1_200, "block_sparse")):
+        windows = bench.sample_windows(sequence, 40_000, bp, 2, seed=0)
+        ids, mask, counts = bench.token_batch(tokenizer, windows, config.block_size, 1024)
+        assert ids.shape == mask.shape and ids.shape[1] % config.block_size == 0
+        assert ids.shape[1] >= max(counts) + 2 and int(mask.sum()) == sum(counts) + 4
+        diffs = bench.differences(models, ids, mask)
+        assert diffs["ours-hf-mode"] < 1e-4  # exactly HF's attention
+        times, parts = bench.time_contenders(models, ids, mask, repeats=2, warmup=1)
+        assert {name: len(t) for name, t in times.items()} == dict.fromkeys(bench.CONTENDERS, 2)
+        for name in bench.CONTENDERS:
+            p = parts[name]
+            assert p["total"] >= p["layers"] >= p["attention"] > p["projections"] > 0
+            assert p["feed_forward"] > 0 and p["kernel"] > 0
+            assert p["other"] == pytest.approx(p["layers"] - p["attention"] - p["feed_forward"])
+        assert bench.hf_attention_used(models["hf"]) == attention
+        assert models["hf"].attention_type == "block_sparse"  # switched back
+
+
+def test_memory_child_reports_peaks(bench, tokenizer, sequence, tmp_path):
+    config = bench.model_config("tiny", tokenizer.vocab_size, 1024, seed=0)
+    windows = bench.sample_windows(sequence, 40_000, 1_200, 2, seed=0)
+    ids, mask, _ = bench.token_batch(tokenizer, windows, config.block_size, 1024)
+    memory = bench.measure_memory(config, "hf", ids, mask, 0, 1, tmp_path)
+    assert memory["peak_mib"] >= memory["loaded_mib"] > 0
+    assert memory["rise_mib"] == pytest.approx(memory["peak_mib"] - memory["loaded_mib"])
+
+
+def test_streaming_runs_the_predict_command(bench, tokenizer, sequence, tmp_path):
+    args = bench.parse_args(["--quick"])
+    args.stream_records, args.stream_bp = [3, 6], 200
+    stream = bench.streaming_memory(args, tokenizer, sequence, tmp_path, threads=1)
+    assert [run["records"] for run in stream["runs"]] == [3, 6]
+    assert [run["lines"] for run in stream["runs"]] == [4, 7]  # header + one line per record
+    assert all(run["peak_rss_mib"] > 0 for run in stream["runs"])
+    assert stream["command"].startswith("dnabird --no-progress predict --model stream_model")
+
+
+def test_report_prints_every_table(bench):
+    row = {
+        "bp": 8000,
+        "tokens": [1200, 1250],
+        "padded_tokens": 1280,
+        "hf_attention": "block_sparse",
+        "max_abs_diff": {"ours-hf-mode": 1e-6, "ours": 0.5},
+        "windows_per_s": {"ours": 2.0, "ours-hf-mode": 2.5, "hf": 1.0},
+        "ratio": {"ours": 2.0, "ours-hf-mode": 2.5, "hf": 1.0},
+        "memory": dict.fromkeys(bench.CONTENDERS, {"peak_mib": 900.0, "rise_mib": 100.0}),
+        "profile": dict.fromkeys(
+            bench.CONTENDERS,
+            {
+                "total": 1.0,
+                "layers": 0.9,
+                "projections": 0.2,
+                "kernel": 0.3,
+                "feed_forward": 0.3,
+                "other": 0.1,
+            },
+        ),
+    }
+    results = {
+        "meta": {
+            "command": "benchmarks/predict.py",
+            "platform": "linux",
+            "nproc": 2,
+            "load_average": [0.1],
+            "load_average_end": [0.2],
+            "torch": torch.__version__,
+            "torch_threads": 2,
+            "transformers": "x",
+            "preset": "base",
+            "batch_size": 2,
+            "repeats": 3,
+        },
+        "tokenizer": {"bp_per_token": 6.5},
+        "windows": [row],
+        "streaming": {
+            "command": "dnabird predict",
+            "preset": "tiny",
+            "record_bp": 1000,
+            "window_tokens": 192,
+            "runs": [
+                {"records": 50, "peak_rss_mib": 400.0, "seconds": 1.0},
+                {"records": 500, "peak_rss_mib": 410.0, "seconds": 5.0},
+            ],
+            "peak_ratio": 1.025,
+        },
+    }
+    out = io.StringIO()
+    bench.report(results, out)
+    text = out.getvalue()
+    assert "| 8 kbp | 1200-1250 -> 1280 | block_sparse | 2.000 |" in text
+    assert "2.00x" in text and "900 (+100)" in text and "| 500 | 410 |" in text
+    assert "peak ratio 10x records: 1.025" in text
+
+
+def test_quick_arguments(bench):
+    args = bench.parse_args(["--quick"])
+    assert isinstance(args, argparse.Namespace)
+    assert args.preset == "tiny" and args.windows == [300, 1500] and args.stream_records == [4, 40]
+    assert bench.parse_args(["--windows", ""]).windows == []
