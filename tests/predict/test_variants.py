@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
+from dnabird.errors import ConfigError
 from dnabird.predict import Predictor, ism, read_table, variant_effect
 
 from .conftest import WINDOW_BP, assert_failed_cleanly, cli, cli_process
@@ -215,3 +216,19 @@ def _variant_file(model_dir: Path, chr2: Path, vcf: Path, tmp_path: Path) -> Pat
     out = tmp_path / "snv.parquet"
     variant_effect(model_dir, vcf=vcf, genome=chr2, out=out, device="cpu")
     return out
+
+
+def test_ism_of_a_fasta_record_centres_it_in_the_window(model_dir: Path, tmp_path: Path) -> None:
+    fasta = tmp_path / "one.fa"
+    fasta.write_text(">only\nACGTTGCAACGGATCC\n")
+    result = ism(model_dir, fasta=fasta, device="cpu")
+    assert result.effects.shape == (16, 4, 3) and result.sequence == "ACGTTGCAACGGATCC"
+    assert result.window_start == -((WINDOW_BP - 16) // 2)  # padded with N on both sides
+    window = "N" * 142 + "ACGTTGCAACGGATCC" + "N" * 142
+    mutant = window[:142] + "T" + window[143:]
+    (ref_p, alt_p), _ = Predictor.load(model_dir, device="cpu").predict([window, mutant])
+    np.testing.assert_allclose(result.effects[0, 3], alt_p - ref_p, atol=1e-6)
+    fasta.write_text(">a\nACGT\n>b\nACGT\n")
+    with pytest.raises(ConfigError, match="several records; choose one with --record"):
+        ism(model_dir, fasta=fasta, device="cpu")
+    assert ism(model_dir, fasta=fasta, record="b", device="cpu").name == "b"
