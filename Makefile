@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # costs little on an idle machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-unit test-all test-gpu bench lint format clean
+.PHONY: demo test test-unit test-all test-gpu bench lint format docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(PY):
 # build of torch into .venv before running make (see README).
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -42,6 +42,10 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/attention.py
 
+# The documentation site into site/ (tests/test_docs.py builds it too, into a temporary folder).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -51,4 +55,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) demo_run .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) demo_run site .pytest_cache .ruff_cache build *.egg-info

@@ -1,14 +1,36 @@
-"""``dnabird demo``: the whole pretraining recipe, end to end, in a few minutes on a CPU.
+"""``dnabird demo``: the whole recipe, end to end, in a few minutes on a CPU.
 
 Genome FASTA -> held-out split -> documents (``preprocess``) -> SentencePiece tokenizer
 (``train-tokenizer``) -> token shards (``tokenize``) -> a small BigBird masked language
-model (``pretrain``) -> held-out bits per character next to an interpolated k-mer baseline
-(``evaluate-mlm``) -> pictures of the attention pattern and the training curve.
+model (``pretrain``) -> held-out bits per bp next to an interpolated k-mer baseline
+(``evaluate-mlm``) -> promoter classifier fine-tuned from it (``finetune``, next to k-mer
+and one-hot baselines) -> a chromatin dataset from peak files (``make-dataset``) -> a
+multi-label chromatin model fine-tuned from it -> profiles predicted for a FASTA of test
+windows (``predict``) -> effects of a small VCF (``variant-effect``) -> in-silico
+mutagenesis of 60 bp (``ism``) -> ``report.md`` and ``report.html``.
 
-The genome is the real hg38 chr2 excerpt from the shared data folder when it is present
-(see :func:`dnabird.testing.shared_data_dir`), otherwise a seeded synthetic genome (an
-order-3 Markov chain with interspersed repeat copies, clearly labelled as such): a fresh
-clone has no real data and nothing may be downloaded.
+The inputs are the real files of the shared data folder when it is present, otherwise a
+seeded synthetic genome with planted promoters, motifs and peaks, clearly labelled as such
+(:mod:`dnabird.demo_data`): a fresh clone has no real data and nothing may be downloaded.
+The last ``held_out_bp`` of the genome are never trained on: pretraining leaves them out,
+and they are the chromatin test region, where the focus site of the variants and the
+mutagenesis lies.
+
+Layout of the output folder::
+
+    summary.json, manifest.json   what was done, numbers, timings, every output
+    report.md, report.html        the report (the HTML embeds its pictures)
+    lengths.png, attention_pattern.png, training_curve.png, promoter_metrics.png,
+    chromatin_tracks.png          the pictures (and promoter/roc_pr.png, ism.png)
+    train.fa                      the genome without its held-out end
+    corpus/, tokenizer/, tokens/, pretrain/ (pretrain/model: the language model)
+    promoters.txt, promoter/      positives of the promoter task; its run (model/,
+                                  report.json, roc_pr.png, confusion.png)
+    chromatin_data/, chromatin/   the make-dataset folder; the multi-label run (model/, ...)
+    test_windows.fa, predictions.tsv        predicted profiles of test windows
+    variants.vcf, variant_effects.tsv       variant effects (one REF mismatch on purpose)
+    ism.h5, ism.png                         mutagenesis around the focus site
+    genome.fa, peaks.bed          (synthetic data) / brain_NeuN.bed (real data)
 """
 
 from __future__ import annotations
@@ -16,28 +38,39 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dnabird.demo_data import (
+    BRAIN_CELL_TYPE,
+    DemoData,
+    real_data,
+    synthetic_data,
+    write_fasta,
+    write_variants,
+)
 from dnabird.errors import ConfigError
 from dnabird.files import write_text_atomic
 from dnabird.testing import shared_data_dir
 
 log = logging.getLogger(__name__)
 
-REAL_GENOME = "genome/hg38_chr2_1-2333275.fa.gz"
-FASTA_LINE_BP = 60
+ISM_BP = 60
+"""bp of the mutagenesis region, centred on the focus site."""
+BIN_BP = 200
+"""bp of a chromatin bin, the unit labelled by peak overlap (make-dataset)."""
 
 
 @dataclass
 class DemoOptions:
-    """Sizes of the demo run; the defaults finish in a few minutes on 2 CPU cores."""
+    """Sizes of the demo run; the defaults finish in about six minutes on 2 CPU cores."""
 
     held_out_bp: int = 300_000
-    """Last bp of the genome kept out of every training step and scored at the end."""
+    """Last bp of the genome kept out of pretraining: scored by the language model, and the
+    test region of the chromatin dataset."""
     passes: int = 4
     """Preprocessing passes (the paper uses 10); both strands are written."""
     vocab_size: int = 2048
@@ -55,65 +88,26 @@ class DemoOptions:
     levels off above the k-mer baseline on real DNA (``benchmarks/RESULTS.md``)."""
     ngram_orders: tuple[int, ...] = (4, 6, 8, 10)
     """Orders of the k-mer baseline; the best one is reported."""
+    promoters: int = 1000
+    """Promoters (positives) of the promoter task, as many negatives made from them."""
+    promoter_steps: int = 200
+    """Optimizer steps of promoter fine-tuning (batch 32)."""
+    chromatin_steps: int = 150
+    """Optimizer steps of chromatin fine-tuning (batch 16, no validation: the last weights
+    are exported)."""
+    flank_bp: int = 400
+    """bp added on each side of a 200 bp chromatin bin (400: 1 kbp windows, DeepSEA's)."""
+    negatives: float = 0.5
+    """All-negative chromatin bins kept per bin with a positive label."""
     synthetic_bp: int = 1_500_000
     """Length of the synthetic genome used when no real genome is available."""
     seed: int = 0
     """Seed of every random choice of the run."""
 
-
-def synthetic_genome(length: int, seed: int) -> str:
-    """Return a seeded synthetic DNA sequence of ``length`` bp.
-
-    An order-3 Markov chain with random transition probabilities, into which copies of a
-    few hundred repeat elements (300-3000 bp, 0-15% point mutations) are inserted, so that
-    both local composition and long repeats give a language model something to learn.
-    """
-    rng = np.random.default_rng(seed)
-    bases = np.frombuffer(b"ACGT", dtype=np.uint8)
-    transitions = rng.dirichlet(np.full(4, 0.6), size=64).cumsum(axis=1)  # [64 contexts, 4]
-    draws = rng.random(length)
-    out = np.empty(length, dtype=np.uint8)
-    context = 0
-    for i in range(length):  # ~1 s per Mbp
-        base = int(np.searchsorted(transitions[context], draws[i]))
-        out[i] = min(base, 3)
-        context = (context * 4 + out[i]) % 64
-    repeats = [
-        out[s : s + n].copy()
-        for s, n in zip(
-            rng.integers(0, length - 3000, 300), rng.integers(300, 3000, 300), strict=True
-        )
-    ]
-    position = int(rng.integers(2_000, 20_000))
-    while position < length:
-        element = repeats[int(rng.integers(len(repeats)))].copy()
-        mutated = rng.random(len(element)) < rng.uniform(0.0, 0.15)
-        element[mutated] = rng.integers(0, 4, int(mutated.sum()))
-        end = min(position + len(element), length)
-        out[position:end] = element[: end - position]
-        position = end + int(rng.integers(2_000, 20_000))
-    return bases[out].tobytes().decode("ascii")
-
-
-def _write_fasta(path: Path, name: str, sequence: str) -> None:
-    lines = [f">{name}"] + [
-        sequence[i : i + FASTA_LINE_BP] for i in range(0, len(sequence), FASTA_LINE_BP)
-    ]
-    write_text_atomic(path, "\n".join(lines) + "\n")
-
-
-def _genome(genome: str | Path | None, options: DemoOptions) -> tuple[str, str, str]:
-    """Return (description, name, sequence) of the demo genome (the first FASTA record)."""
-    from dnabird.genome.fasta import read_fasta
-
-    if genome is None and (data := shared_data_dir()) is not None:
-        genome = data / REAL_GENOME
-    if genome is not None:
-        name, sequence = next(iter(read_fasta(genome).items()))
-        return f"{genome} (record {name}, {len(sequence):,} bp)", name, sequence
-    log.info("no real genome found: generating a %s bp synthetic one", options.synthetic_bp)
-    sequence = synthetic_genome(options.synthetic_bp, options.seed)
-    return f"synthetic genome ({len(sequence):,} bp, seed {options.seed})", "synth1", sequence
+    @property
+    def window_bp(self) -> int:
+        """bp of a chromatin window: a :data:`BIN_BP` bin and its flanks."""
+        return BIN_BP + 2 * self.flank_bp
 
 
 def run_demo(
@@ -124,147 +118,518 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the recipe into folder ``out``; return the summary (also ``out/summary.json``).
 
-    ``out`` goes through :class:`~dnabird.outputs.OutputFolder`: claimed before any work
-    (an unwritable or busy folder fails at once), a finished demo of the same options is
-    returned as it is, an interrupted one resumes (each stage reuses what it finished) and
-    ``overwrite`` starts again.
+    ``genome``: a FASTA to pretrain on instead of the built-in genome (the fine-tuning
+    stages still use the built-in data). ``out`` goes through
+    :class:`~dnabird.outputs.OutputFolder`: claimed before any work (an unwritable or busy
+    folder fails at once), a finished demo of the same options is returned as it is, an
+    interrupted one resumes (each stage reuses what it finished) and ``overwrite`` starts
+    again.
     """
-    from dataclasses import asdict
-
     from dnabird.manifest import new_manifest
     from dnabird.outputs import OutputFolder
 
     options = options or DemoOptions()
-    run = {"genome": str(genome) if genome else "built-in", "options": asdict(options)}
+    data_dir = shared_data_dir()
+    run = {
+        "genome": str(genome) if genome else "built-in",
+        "data": str(data_dir) if data_dir else "synthetic",
+        "options": asdict(options),
+    }
     with OutputFolder(out, "demo", run, overwrite=overwrite) as folder:
         if folder.complete:
             return folder.manifest["summary"]
-        summary = _run_stages(Path(out), genome, options, resuming=folder.resuming)
+        summary = _Demo(Path(out), options, folder.resuming).run(data_dir, genome)
         folder.finish(new_manifest("demo", asdict(options), summary=summary))
     return summary
 
 
-def _run_stages(
-    out: Path, genome: str | Path | None, options: DemoOptions, resuming: bool
-) -> dict[str, Any]:
-    """The demo's stages, in order, into ``out`` (claimed by :func:`run_demo`)."""
-    from dnabird.data.tokens import tokenize_corpus
-    from dnabird.genome import preprocess
-    from dnabird.model import BigBirdConfig
-    from dnabird.model.patterns import make_pattern
-    from dnabird.plots import plot_block_pattern, plot_training_curve
-    from dnabird.tasks.config import load_config
-    from dnabird.tasks.evaluate_mlm import evaluate_mlm, ngram_baseline
-    from dnabird.tasks.pretrain_config import PretrainConfig
-    from dnabird.tasks.pretrain_run import run_pretrain
-    from dnabird.tokenizer import train_tokenizer
+class _Demo:
+    """The stages of one demo run into ``out`` (claimed by :func:`run_demo`); each stage
+    method records its numbers in :attr:`summary` and its files in :attr:`outputs`."""
 
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def stage(name: str) -> None:
-        timings[name] = round(time.perf_counter() - started - sum(timings.values()), 1)
-        log.info("demo: %s done (%.1f s)", name, timings[name])
-
-    source, name, sequence = _genome(genome, options)
-    if len(sequence) < 2 * options.held_out_bp:
-        raise ConfigError(f"{source}: needs at least {2 * options.held_out_bp:,} bp")
-    split = len(sequence) - options.held_out_bp
-    train_fa, held_out = out / "train.fa", sequence[split:].upper()
-    _write_fasta(train_fa, name, sequence[:split])
-    stage("genome")
-
-    preprocess(
-        train_fa,
-        out / "corpus",
-        passes=options.passes,
-        seed=options.seed,
-        both_strands=True,
-        chromosomes=(name,),  # whatever its name and length
+    STAGES = (
+        "inputs",
+        "preprocess",
+        "train-tokenizer",
+        "tokenize",
+        "pretrain",
+        "evaluate-mlm",
+        "finetune promoter",
+        "make-dataset",
+        "finetune chromatin",
+        "predict",
+        "variant-effect",
+        "ism",
+        "pictures",
+        "report",
     )
-    stage("preprocess")
-    train_tokenizer(
-        out / "corpus",
-        out / "tokenizer",
-        vocab_size=options.vocab_size,
-        sample_bp=options.tokenizer_sample_bp,
-        seed=options.seed,
-    )
-    stage("train-tokenizer")
-    tokenize_corpus(out / "corpus", out / "tokenizer", out / "tokens")
-    stage("tokenize")
 
-    model_overrides = {  # no dropout: a few hundred steps see well under one epoch
-        "hidden_size": options.hidden_size,
-        "intermediate_size": 4 * options.hidden_size,
-        "max_position_embeddings": options.max_length,
-        "block_size": 16,
-        "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0,
-    }
-    config = load_config(
-        PretrainConfig,
-        None,
-        [
-            f"out={out / 'pretrain'}",
-            f"seed={options.seed}",
-            f"data.tokens={out / 'tokens'}",
-            f"data.max_length={options.max_length}",
-            f"data.batch_size={options.batch_size}",
-            "data.val_fraction=0.02",
-            "data.val_batches=4",
-            "model.preset=tiny",
-            f"model.overrides={json.dumps(model_overrides)}",
-            "optim.lr=2.0e-3",
-            f"optim.warmup_steps={options.steps // 10}",
-            f"trainer.max_steps={options.steps}",
-            "trainer.accelerator=cpu",
-            f"trainer.val_every_steps={max(options.steps // 4, 1)}",
-            f"trainer.checkpoint_every_steps={options.steps}",
-            f"trainer.log_every_steps={max(1, min(10, options.steps // 4))}",
-        ],
-    )
-    # an interrupted demo continues an interrupted pretraining run
-    model_dir = run_pretrain(config, resume=resuming and (out / "pretrain").is_dir())
-    stage("pretrain")
+    def __init__(self, out: Path, options: DemoOptions, resuming: bool) -> None:
+        self.out, self.options, self.resuming = out, options, resuming
+        self.summary: dict[str, Any] = {}
+        self.outputs: dict[str, str] = {}
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
 
-    train_sequence = sequence[:split].upper()
-    scored = evaluate_mlm(
-        model_dir,
-        [(f"{name}:{split}-{len(sequence)}", held_out)],
-        max_length=options.max_length,
-        seed=options.seed,
-    )
-    baselines = [
-        ngram_baseline([train_sequence], [held_out], order) for order in options.ngram_orders
-    ]
-    best = min(baselines, key=lambda b: b["bpc"])
-    stage("evaluate")
+    def stage(self, name: str) -> None:
+        """Record the time of stage ``name``, just finished."""
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._last, 1)
+        self._last = now
+        log.info(
+            "demo [%d/%d] %s done (%.1f s)",
+            self.STAGES.index(name) + 1,
+            len(self.STAGES),
+            name,
+            self.timings[name],
+        )
 
-    model_config = BigBirdConfig.load(model_dir)
-    plot_block_pattern(
-        make_pattern(model_config, options.max_length // model_config.block_size, layer=0),
-        out / "attention_pattern.png",
-    )
-    plot_training_curve(
-        {f"BigBird 2 x {options.hidden_size}": out / "pretrain" / "logs" / "metrics.csv"},
-        out / "training_curve.png",
-        baselines={f"{best['order']}-mer Markov": best["bpc"]},
-        title="Demo pretraining: bits per masked bp",
-    )
-    stage("plots")
+    def output(self, path: str, what: str) -> None:
+        """Name an output (``path`` relative to the folder) for the summary and report."""
+        self.outputs[path] = what
 
-    summary = {
-        "genome": source,
-        "held_out": f"{name}:{split}-{len(sequence)} (0-based, half-open)",
-        "model": str(model_dir),
-        "held_out_bpc": scored["bpc"],
-        "held_out_bpc_se": scored["bpc_se"],
-        "held_out_accuracy": scored["accuracy"],
-        "ngram_bpc": {str(b["order"]): b["bpc"] for b in baselines},  # str keys, as in JSON
-        "best_ngram_order": best["order"],
-        "seconds": timings,
-        "options": {k: v for k, v in vars(options).items()},
-    }
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary
+    def run(self, data_dir: Path | None, genome: str | Path | None) -> dict[str, Any]:
+        """Every stage, in order, on the real data in ``data_dir`` (None: synthetic data),
+        pretraining on ``genome`` when given; returns the summary (also summary.json)."""
+        data = self.inputs(data_dir)
+        model_dir, held_out = self.pretrain(data, genome)
+        self.evaluate(data, model_dir, held_out)
+        promoter_model = self.promoter(model_dir, data)
+        dataset = self.chromatin_dataset(data)
+        chromatin_model = self.chromatin(model_dir, dataset)
+        self.predict(chromatin_model, dataset)
+        self.variants(chromatin_model, data)
+        self.mutagenesis(chromatin_model, data)
+        self.pictures(model_dir)
+        self.summary.update(
+            model=str(model_dir),
+            promoter_model=str(promoter_model),
+            chromatin_model=str(chromatin_model),
+            options=asdict(self.options),
+            seconds=self.timings,
+            outputs=self.outputs,
+        )
+        self.report()
+        write_text_atomic(self.out / "summary.json", json.dumps(self.summary, indent=2) + "\n")
+        return self.summary
+
+    # ------------------------------------------------------------------------ stages
+    def inputs(self, data_dir: Path | None) -> DemoData:
+        """The real inputs in ``data_dir``, or synthetic ones (:mod:`dnabird.demo_data`)."""
+        options, out = self.options, self.out
+        if data_dir is not None:
+            data = real_data(data_dir, out, options.held_out_bp, options.promoters, options.seed)
+            self.output(f"brain_{BRAIN_CELL_TYPE}.bed", "the neuronal tracks of the brain peaks")
+        else:
+            data = synthetic_data(
+                out, options.synthetic_bp, options.held_out_bp, options.promoters, options.seed
+            )
+            self.output("genome.fa", "the SYNTHETIC genome (planted elements in peaks.bed)")
+            self.output("peaks.bed", "SYNTHETIC peaks: one line per planted element")
+        if len(data.sequence) < 2 * options.held_out_bp:
+            raise ConfigError(f"{data.genome}: needs at least {2 * options.held_out_bp:,} bp")
+        self.output("promoters.txt", "positives of the promoter task, one 300 bp line each")
+        self.summary.update(synthetic=data.synthetic, sources=data.sources)
+        self.stage("inputs")
+        return data
+
+    def pretrain(
+        self, data: DemoData, genome: str | Path | None
+    ) -> tuple[Path, tuple[str, int, str]]:
+        """preprocess -> train-tokenizer -> tokenize -> pretrain. Returns the exported model
+        and the genome record ``(name, split, sequence)``: bases from ``split`` on are held
+        out."""
+        from dnabird.data.tokens import tokenize_corpus
+        from dnabird.genome import preprocess
+        from dnabird.genome.fasta import read_fasta
+        from dnabird.tasks.config import load_config
+        from dnabird.tasks.pretrain_config import PretrainConfig
+        from dnabird.tasks.pretrain_run import run_pretrain
+        from dnabird.tokenizer import train_tokenizer
+
+        options, out = self.options, self.out
+        name, sequence = data.chrom, data.sequence  # long enough: checked by inputs()
+        if genome is not None:
+            name, sequence = next(iter(read_fasta(genome).items()))
+            self.summary["sources"]["pretraining genome"] = f"{genome} (record {name})"
+            if len(sequence) < 2 * options.held_out_bp:
+                raise ConfigError(f"{genome}: needs at least {2 * options.held_out_bp:,} bp")
+        split = len(sequence) - options.held_out_bp
+        write_fasta(out / "train.fa", [(name, sequence[:split])])
+        self.output("train.fa", "the pretraining genome without its held-out end")
+        preprocess(
+            out / "train.fa",
+            out / "corpus",
+            passes=options.passes,
+            seed=options.seed,
+            both_strands=True,
+            chromosomes=(name,),  # whatever its name and length
+        )
+        self.output("corpus/", "documents of sentences (preprocess)")
+        self.stage("preprocess")
+        train_tokenizer(
+            out / "corpus",
+            out / "tokenizer",
+            vocab_size=options.vocab_size,
+            sample_bp=options.tokenizer_sample_bp,
+            seed=options.seed,
+        )
+        self.output("tokenizer/", "the SentencePiece tokenizer (train-tokenizer)")
+        self.stage("train-tokenizer")
+        tokenize_corpus(out / "corpus", out / "tokenizer", out / "tokens")
+        self.output("tokens/", "token shards (tokenize)")
+        self.stage("tokenize")
+        model_overrides = {  # no dropout: a few hundred steps see well under one epoch
+            "hidden_size": options.hidden_size,
+            "intermediate_size": 4 * options.hidden_size,
+            "max_position_embeddings": options.max_length,
+            "block_size": 16,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+        }
+        steps = options.steps
+        config = load_config(
+            PretrainConfig,
+            None,
+            [
+                f"out={out / 'pretrain'}",
+                f"seed={options.seed}",
+                f"data.tokens={out / 'tokens'}",
+                f"data.max_length={options.max_length}",
+                f"data.batch_size={options.batch_size}",
+                "data.val_fraction=0.02",
+                "data.val_batches=4",
+                "model.preset=tiny",
+                f"model.overrides={json.dumps(model_overrides)}",
+                "optim.lr=2.0e-3",
+                f"optim.warmup_steps={steps // 10}",
+                f"trainer.max_steps={steps}",
+                "trainer.accelerator=cpu",
+                f"trainer.val_every_steps={max(steps // 4, 1)}",
+                f"trainer.checkpoint_every_steps={steps}",
+                f"trainer.log_every_steps={max(1, min(10, steps // 4))}",
+            ],
+        )
+        # an interrupted demo continues an interrupted pretraining run
+        model_dir = run_pretrain(config, resume=self.resuming and (out / "pretrain").is_dir())
+        self.output("pretrain/model/", "the pretrained BigBird masked language model")
+        self.stage("pretrain")
+        return model_dir, (name, split, sequence)
+
+    def evaluate(self, data: DemoData, model_dir: Path, held_out: tuple[str, int, str]) -> None:
+        """Held-out bits per bp of the model and of the k-mer baselines."""
+        from dnabird.progress import progress
+        from dnabird.tasks.evaluate_mlm import evaluate_mlm, ngram_baseline
+
+        options = self.options
+        name, split, sequence = held_out
+        held_out_bases = sequence[split:].upper()
+        scored = evaluate_mlm(
+            model_dir,
+            [(f"{name}:{split}-{len(sequence)}", held_out_bases)],
+            max_length=options.max_length,
+            seed=options.seed,
+        )
+        baselines = [
+            ngram_baseline([sequence[:split].upper()], [held_out_bases], order)
+            for order in progress(options.ngram_orders, desc="k-mer baselines", unit="order")
+        ]
+        best = min(baselines, key=lambda b: b["bpc"])
+        self.summary.update(
+            genome=data.sources.get("pretraining genome", data.sources["genome"]),
+            held_out=f"{name}:{split}-{len(sequence)} (0-based, half-open)",
+            held_out_bpc=scored["bpc"],
+            held_out_bpc_se=scored["bpc_se"],
+            held_out_accuracy=scored["accuracy"],
+            ngram_bpc={str(b["order"]): b["bpc"] for b in baselines},  # str keys, as in JSON
+            best_ngram_order=best["order"],
+        )
+        self.stage("evaluate-mlm")
+
+    def finetune(
+        self, recipe: str, name: str, steps: int, overrides: list[str]
+    ) -> tuple[Path, dict]:
+        """Fine-tune per the packaged config ``recipe`` into ``out/name``, shrunk to ``steps``
+        (``overrides`` set the rest); returns the exported model and the run's
+        ``report.json``."""
+        from dnabird.tasks.config import load_config
+        from dnabird.tasks.finetune_config import FinetuneConfig
+        from dnabird.tasks.finetune_run import run_finetune
+
+        out = self.out / name
+        config = load_config(
+            FinetuneConfig,
+            recipe,
+            [
+                f"out={out}",
+                f"seed={self.options.seed}",
+                f"optim.warmup_steps={max(steps // 10, 1)}",
+                f"trainer.max_steps={steps}",
+                f"trainer.checkpoint_every_steps={steps}",
+                f"trainer.log_every_steps={max(1, min(20, steps // 4))}",
+                *overrides,
+            ],
+        )
+        model = run_finetune(config, resume=self.resuming and out.is_dir())  # or continue one
+        return model, json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+    def promoter(self, model_dir: Path, data: DemoData) -> Path:
+        """The promoter classifier, fine-tuned from the language model."""
+        steps = self.options.promoter_steps
+        model, report = self.finetune(
+            "promoter",
+            "promoter",
+            steps,
+            [
+                f"model.init={model_dir}",
+                f"data.train={data.promoters}",
+                f"trainer.val_every_steps={max(steps // 4, 1)}",
+                "early_stopping.patience=0",  # 4 validations; the best is exported
+            ],
+        )
+        self.summary["promoter"] = {
+            name: {k: r["metrics"][k] for k in ("accuracy", "f1", "mcc", "auroc", "auprc")}
+            for name, r in report["reports"].items()
+        }
+        self.output("promoter/", "promoter classifier run: model/, report.json, roc_pr.png")
+        self.stage("finetune promoter")
+        return model
+
+    def chromatin_dataset(self, data: DemoData) -> Path:
+        """Label 200 bp bins by the peaks (make-dataset); test region = the held-out end."""
+        from dnabird.data.peak_dataset import DatasetOptions, make_dataset
+
+        options = self.options
+        test = f"{data.chrom}:{len(data.sequence) - options.held_out_bp}-{len(data.sequence)}"
+        manifest = make_dataset(
+            data.genome,
+            data.tracks,
+            self.out / "chromatin_data",
+            DatasetOptions(
+                bin_size=BIN_BP,
+                flank=options.flank_bp,
+                negatives=options.negatives,
+                seed=options.seed,
+                test=(test,),
+                chromosomes=(data.chrom,),
+            ),
+        )
+        self.summary["chromatin_data"] = {
+            "test_region": f"{test} (0-based, half-open)",
+            "tracks": manifest["features"]["ids"],
+            "rows": {name: split["rows"] for name, split in manifest["counts"]["splits"].items()},
+        }
+        self.output(
+            "chromatin_data/",
+            f"chromatin dataset: {options.window_bp:,} bp windows labelled by peaks",
+        )
+        self.stage("make-dataset")
+        return self.out / "chromatin_data"
+
+    def chromatin(self, model_dir: Path, dataset: Path) -> Path:
+        """The multi-label chromatin model, fine-tuned from the language model."""
+        model, report = self.finetune(
+            "chromatin_peaks",
+            "chromatin",
+            self.options.chromatin_steps,
+            [
+                f"model.init={model_dir}",
+                "model.preset=null",
+                "model.tokenizer=null",
+                "model.overrides={}",
+                f"data.train={dataset}",
+                "data.batch_size=16",
+                "early_stopping.metric=null",  # no validation region: the last weights
+            ],
+        )
+        self.summary["chromatin"] = {
+            name: {row["id"]: row["auroc"] for row in r["features"]}
+            for name, r in report["reports"].items()
+        }
+        self.output("chromatin/", "chromatin model run: model/, report.json, test_performance.tsv")
+        self.stage("finetune chromatin")
+        return model
+
+    def predict(self, model: Path, dataset: Path) -> None:
+        """Profiles of test windows: the first one positive for each track, and the first
+        all-negative one, written as a FASTA and predicted."""
+        from dnabird.predict import predict_to_file
+
+        windows = _test_windows(dataset)
+        write_fasta(self.out / "test_windows.fa", [(w["name"], w.pop("sequence")) for w in windows])
+        predict_to_file(model, self.out / "predictions.tsv", fasta=self.out / "test_windows.fa")
+        self.summary["predict"] = {"windows": windows}
+        self.output("test_windows.fa", "test windows to predict (one per track, one negative)")
+        self.output("predictions.tsv", "predicted profiles of test_windows.fa")
+        self.output("predictions.NA", "windows that could not be scored, with the reason")
+        self.output("predictions.manifest.json", "inputs and settings of predictions.tsv")
+        self.stage("predict")
+
+    def variants(self, model: Path, data: DemoData) -> None:
+        """Effects of five VCF records around the focus site, one with a wrong REF."""
+        from dnabird.predict import variant_effect_to_file
+
+        write_variants(self.out / "variants.vcf", data.genome, data.chrom, data.focus)
+        result = variant_effect_to_file(
+            model,
+            self.out / "variant_effects.tsv",
+            vcf=self.out / "variants.vcf",
+            genome=data.genome,
+            info_fields=["AF"],
+        )
+        self.summary["variants"] = {
+            "alleles": result.rows,
+            "ref_mismatches": result.ref_mismatches,
+            "focus": data.sources["focus"],
+        }
+        self.output("variants.vcf", "five records near the focus site (one wrong REF)")
+        self.output("variant_effects.tsv", "P(alt) - P(ref) per allele and track")
+        self.output("variant_effects.NA", "alleles that could not be scored, with the reason")
+        self.output("variant_effects.manifest.json", "inputs and settings of the effects")
+        self.stage("variant-effect")
+
+    def mutagenesis(self, model: Path, data: DemoData) -> None:
+        """Every substitution of the 60 bp around the focus site."""
+        from dnabird.predict import ism
+
+        start = data.focus - ISM_BP // 2
+        region = f"{data.chrom}:{start}-{start + ISM_BP}"
+        track = data.focus_track
+        ism(
+            model,
+            region=region,
+            genome=data.genome,
+            out=self.out / "ism.h5",
+            plot=self.out / "ism.png",
+            plot_features=[track],
+        )
+        self.summary["ism"] = {"region": f"{region} (0-based, half-open)", "track": track}
+        self.output("ism.h5", "in-silico mutagenesis effects [60 bp, 4 bases, tracks]")
+        self.output("ism.png", f"mutagenesis heatmap of {track}")
+        self.stage("ism")
+
+    def pictures(self, model_dir: Path) -> None:
+        """The attention pattern, the training curve, the corpus lengths, the AUROCs."""
+        from dnabird.model import BigBirdConfig
+        from dnabird.model.patterns import make_pattern
+        from dnabird.plots import (
+            plot_block_pattern,
+            plot_length_histograms,
+            plot_metric_bars,
+            plot_track_aurocs,
+            plot_training_curve,
+        )
+
+        options, out, summary = self.options, self.out, self.summary
+        documents, token_bp = _corpus_lengths(out / "tokens")
+        self.summary["bp_per_token"] = float(
+            (np.arange(len(token_bp)) * token_bp).sum() / token_bp.sum()
+        )
+        plot_length_histograms(
+            documents,
+            token_bp,
+            out / "lengths.png",
+            f"Pretraining corpus: {options.passes} pass{'es' * (options.passes != 1)}, "
+            f"both strands, vocabulary {options.vocab_size:,}",
+        )
+        model_config = BigBirdConfig.load(model_dir)
+        plot_block_pattern(
+            make_pattern(model_config, options.max_length // model_config.block_size, layer=0),
+            out / "attention_pattern.png",
+        )
+        best = summary["best_ngram_order"]
+        plot_training_curve(
+            {f"BigBird 2 x {options.hidden_size}": out / "pretrain" / "logs" / "metrics.csv"},
+            out / "training_curve.png",
+            baselines={f"{best}-mer Markov": summary["ngram_bpc"][str(best)]},
+            title="Demo pretraining: bits per masked bp (bpc)",
+        )
+        promoter = json.loads((out / "promoter" / "report.json").read_text(encoding="utf-8"))
+        plot_metric_bars(
+            promoter["reports"],
+            ("f1", "mcc", "auroc", "auprc"),
+            out / "promoter_metrics.png",
+            f"Promoter test split ({sum(promoter['test_counts'].values()):,} sequences)",
+        )
+        rows = self.summary["chromatin_data"]["rows"]
+        report = json.loads((out / "chromatin" / "report.json").read_text(encoding="utf-8"))
+        plot_track_aurocs(
+            report["reports"],
+            out / "chromatin_tracks.png",
+            f"Chromatin tracks: test AUROC ({rows['test']:,} windows of {options.window_bp:,} bp)",
+        )
+        for name, what in (
+            ("lengths.png", "document and token length histograms"),
+            ("attention_pattern.png", "the block-sparse attention pattern"),
+            ("training_curve.png", "pretraining curve with the k-mer baseline"),
+            ("promoter_metrics.png", "promoter test F1, MCC, AUROC, AUPRC with the baselines"),
+            ("chromatin_tracks.png", "chromatin test AUROC per track"),
+        ):
+            self.output(name, what)
+        self.stage("pictures")
+
+    def report(self) -> None:
+        """report.md and report.html (:func:`dnabird.report.demo_report`)."""
+        from dnabird.report import demo_report
+
+        self.output("report.md", "the report, Markdown (pictures beside it)")
+        self.output("report.html", "the report, one self-contained web page")
+        self.output("summary.json", "every number of the run")
+        self.output("manifest.json", "the run's options and summary, written last")
+        demo_report(self.out, self.summary)
+        self.stage("report")
+
+
+def _test_windows(dataset: Path) -> list[dict[str, Any]]:
+    """The first test row positive for each track (in track order, each row once) and the
+    first all-negative test row of a make-dataset folder: ``[{"name", "region" (the
+    window, 0-based half-open), "positives" (track ids), "sequence"}]``."""
+    import pyarrow.parquet as pq
+
+    from dnabird.manifest import read_manifest
+
+    manifest = read_manifest(dataset, stage="make-dataset")
+    tracks = manifest["features"]["ids"]
+    table = pq.read_table(
+        [dataset / shard["file"] for shard in manifest["shards"] if shard["split"] == "test"],
+        columns=["chrom", "window_start", "window_end", "sequence", "labels"],
+    ).to_pylist()
+    labels = np.array([row["labels"] for row in table], dtype=bool)  # [rows, tracks]
+    chosen: list[tuple[str, int]] = []
+    for j, track in enumerate(tracks):
+        rows = [i for i in np.flatnonzero(labels[:, j]) if i not in {c[1] for c in chosen}]
+        if rows:
+            chosen.append((f"test_{track}", int(rows[0])))
+    negatives = np.flatnonzero(~labels.any(axis=1))
+    if len(negatives):
+        chosen.append(("test_negative", int(negatives[0])))
+    windows = []
+    for name, i in chosen:
+        row = table[i]
+        windows.append(
+            {
+                "name": name,
+                "region": f"{row['chrom']}:{row['window_start']}-{row['window_end']}",
+                "positives": [t for t, on in zip(tracks, labels[i], strict=True) if on],
+                "sequence": row["sequence"],
+            }
+        )
+    return windows
+
+
+def _corpus_lengths(tokens: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Document lengths (bp, int64 ``[D]``) of a token folder, and its token lengths as
+    counts (``int64 [L + 1]``: ``counts[n]`` tokens spell ``n`` bp)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from dnabird.tokenizer import DNATokenizer
+
+    tokenizer = DNATokenizer.from_pretrained(tokens / "tokenizer")
+    documents, counts = [], np.zeros(int(tokenizer.bp_per_id.max()) + 1, dtype=np.int64)
+    for shard in sorted(tokens.glob("shard-*.parquet")):
+        table = pq.read_table(shard, columns=["start", "end", "sentence_ids"])
+        documents.append(np.asarray(table["end"]) - np.asarray(table["start"]))
+        ids = np.asarray(pc.list_flatten(pc.list_flatten(table["sentence_ids"])), dtype=np.int64)
+        counts += np.bincount(tokenizer.token_lengths(ids), minlength=len(counts))
+    return np.concatenate(documents), counts

@@ -22,6 +22,21 @@ PATTERN_COLOURS = {
 }
 
 
+def pyplot():
+    """matplotlib's pyplot, with the file-only Agg backend when pyplot is not loaded yet (a
+    script or a server); a notebook's own backend is left alone, so its inline plots keep
+    working after a dnabird function drew a figure."""
+    import sys
+
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def pattern_cells(pattern, head: int = 0) -> np.ndarray:
     """``int [NB, NB]`` cell kinds of one head: 0 none, 1 global, 2 window, 3 random.
 
@@ -48,10 +63,7 @@ def plot_block_pattern(pattern, path: str | os.PathLike, head: int = 0) -> None:
 
     Colours: global (orange), window (blue), random (green), not attended (white).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -101,10 +113,7 @@ def plot_training_curve(
     to ``out`` (atomically) and return its path."""
     import csv
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from dnabird.files import atomic_path
 
@@ -154,10 +163,7 @@ def _save_png(fig, path: str | os.PathLike) -> Path:
 
 def roc_pr_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str):
     """The figure of :func:`plot_roc_pr` (a matplotlib Figure, 11 x 5 in at 120 dpi)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from dnabird.tasks.classification_metrics import binary_curves, binary_metrics
 
@@ -213,10 +219,7 @@ def plot_roc_pr(
 
 def confusion_figure(confusion: np.ndarray, classes: Sequence[str], title: str):
     """The figure of :func:`plot_confusion` (a matplotlib Figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from dnabird.errors import InputError
 
@@ -266,10 +269,7 @@ def plot_confusion(
 
 def feature_auroc_figure(reports: Mapping[str, dict], title: str):
     """The figure of :func:`plot_feature_aurocs` (a matplotlib Figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from dnabird.tasks.multilabel_metrics import category_groups
 
@@ -327,10 +327,7 @@ def plot_feature_aurocs(reports: Mapping[str, dict], path: str | os.PathLike, ti
 
 def ism_figure(result, features: Sequence[str]):
     """The figure of :func:`plot_ism` (a matplotlib Figure, one panel per feature)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from dnabird.predict.mutagenesis import BASES
 
@@ -383,3 +380,153 @@ def plot_ism(result, path: str | os.PathLike, features: Sequence[str]) -> Path:
     position (columns, labelled with the reference base when there are at most 60; a dot
     marks the reference base up to 200), diverging colours centred on 0."""
     return _save_png(ism_figure(result, features), path)
+
+
+def length_histogram_figure(document_bp: np.ndarray, token_bp: np.ndarray, title: str):
+    """The figure of :func:`plot_length_histograms` (a matplotlib Figure, 11 x 4.5 in)."""
+    plt = pyplot()
+
+    document_kbp = np.asarray(document_bp, dtype=np.float64) / 1000
+    counts = np.asarray(token_bp, dtype=np.int64)  # counts[n]: tokens spelling n bp
+    lengths = np.arange(len(counts))
+    mean_bp = float((lengths * counts).sum() / counts.sum())
+    fig, (docs, tokens) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=120)
+    docs.hist(document_kbp, bins=min(40, max(5, len(document_kbp) // 5)), color="C0")
+    docs.axvline(
+        np.median(document_kbp),
+        color="black",
+        ls="--",
+        lw=1,
+        label=f"median {np.median(document_kbp):,.1f} kbp",
+    )
+    docs.set(
+        title=f"Documents ({len(document_kbp):,})",
+        xlabel="document length (kbp)",
+        ylabel="documents",
+    )
+    longest = int(np.flatnonzero(counts)[-1])
+    tokens.bar(lengths[1 : longest + 1], counts[1 : longest + 1] / 1e3, width=0.8, color="C1")
+    tokens.axvline(mean_bp, color="black", ls="--", lw=1, label=f"mean {mean_bp:.2f} bp per token")
+    tokens.set(
+        title=f"Tokens ({int(counts.sum()):,}; the longest {longest} bp)",
+        xlabel="token length (bp)",
+        ylabel="tokens (thousands)",
+    )
+    for ax in (docs, tokens):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_length_histograms(
+    document_bp: np.ndarray, token_bp: np.ndarray, path: str | os.PathLike, title: str
+) -> Path:
+    """Write one PNG of a tokenized corpus and return its path: the lengths of its documents
+    (``document_bp`` int ``[D]``, bp; left, in kbp, median marked) and of its tokens
+    (``token_bp`` int ``[L + 1]``: ``token_bp[n]`` tokens spell ``n`` bp; right, the mean bp
+    per token marked)."""
+    return _save_png(length_histogram_figure(document_bp, token_bp, title), path)
+
+
+def track_auroc_figure(reports: Mapping[str, dict], title: str):
+    """The figure of :func:`plot_track_aurocs` (a matplotlib Figure, one row per track)."""
+    plt = pyplot()
+
+    models = list(reports)
+    rows = reports[models[0]]["features"]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.42 * len(rows) * len(models)), dpi=120)
+    height = 0.8 / len(models)
+    for m, model in enumerate(models):
+        for t, row in enumerate(reports[model]["features"]):
+            y = t + (m - (len(models) - 1) / 2) * height
+            if row["auroc"] is None:
+                ax.text(0.52, y, "undefined", va="center", fontsize=8, color=f"C{m}")
+                continue
+            low, high = row["auroc_ci"]
+            ax.barh(y, row["auroc"], height=height * 0.9, color=f"C{m}", alpha=0.8)
+            ax.errorbar(
+                row["auroc"],
+                y,
+                xerr=[[row["auroc"] - low], [high - row["auroc"]]],
+                color="black",
+                lw=1,
+                capsize=2,
+            )
+    chance = ax.axvline(0.5, color="0.4", ls="--", lw=1)
+    ax.set_yticks(
+        range(len(rows)),
+        [f"{row['id']}\n({row['positives']:,} test positives)" for row in rows],
+    )
+    ax.invert_yaxis()  # first track on top
+    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{m}", alpha=0.8) for m in range(len(models))]
+    ax.legend(
+        [*handles, chance],
+        [*models, "chance (0.5)"],
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=len(models) + 1,
+        fontsize=8,
+        frameon=False,
+    )
+    ax.set_title(title, pad=24)
+    ax.set(xlim=(0.0, 1.02), xlabel="test AUROC (whiskers: 95% bootstrap CI)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_track_aurocs(reports: Mapping[str, dict], path: str | os.PathLike, title: str) -> Path:
+    """Write one PNG with the test AUROC of every track (rows, in report order, each with
+    its count of test positives) as a bar per model (``reports`` ``{model name:
+    multilabel_report}``, :func:`dnabird.tasks.multilabel_metrics.multilabel_report`) with
+    its 95% bootstrap interval; a track without positives or negatives reads "undefined"."""
+    return _save_png(track_auroc_figure(reports, title), path)
+
+
+def metric_bars_figure(reports: Mapping[str, dict], metrics: Sequence[str], title: str):
+    """The figure of :func:`plot_metric_bars` (a matplotlib Figure)."""
+    plt = pyplot()
+
+    models = list(reports)
+    size = min(12.0, max(6.0, 0.9 * len(metrics) * len(models)))
+    fig, ax = plt.subplots(figsize=(size, 4.5), dpi=120)
+    width = 0.8 / len(models)
+    for m, model in enumerate(models):
+        report = reports[model]
+        x = np.arange(len(metrics)) + (m - (len(models) - 1) / 2) * width
+        values = np.array([report["metrics"][k] for k in metrics])
+        low, high = np.array([report["ci95"][k] for k in metrics]).T
+        ax.bar(x, values, width * 0.9, color=f"C{m}", label=model)
+        ax.errorbar(x, values, yerr=[values - low, high - values], fmt="none", color="black", lw=1)
+        for xi, value, top in zip(x, values, high, strict=True):
+            ax.text(xi, top + 0.015, f"{value:.3f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(metrics)), [k if k == "accuracy" else k.upper() for k in metrics])
+    ax.set(
+        ylim=(0.0, 1.1),
+        ylabel="test value (whiskers: 95% bootstrap CI)",
+        xlabel="test metric (F1, MCC, accuracy: the class of P >= 0.5)",
+    )
+    ax.set_title(title, pad=24)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=len(models),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_bars(
+    reports: Mapping[str, dict], metrics: Sequence[str], path: str | os.PathLike, title: str
+) -> Path:
+    """Write one PNG comparing models on test ``metrics`` (e.g. ``f1``, ``auroc``): a bar per
+    model and metric, its value printed and its 95% bootstrap interval drawn; ``reports``
+    ``{model name: classification_report}``
+    (:func:`dnabird.tasks.classification_metrics.classification_report`: ``metrics`` and
+    ``ci95`` of each name)."""
+    return _save_png(metric_bars_figure(reports, metrics, title), path)

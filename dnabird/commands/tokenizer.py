@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model-type",
         choices=("unigram", "bpe"),
         default="unigram",
-        help="SentencePiece algorithm (unigram: longer tokens; see README)",
+        help="SentencePiece algorithm (unigram: longer tokens; see docs/workflow/tokenizer.md)",
     )
     train.add_argument(
         "--max-piece-length",

@@ -92,7 +92,8 @@ class TrainerSection:
     devices: int | str | list[int] = "auto"
     """Devices per node: a count, a list of GPU indices or ``auto``."""
     num_nodes: int = 1
-    """Nodes (multi-node runs launch through torchrun or SLURM; see the README)."""
+    """Nodes (multi-node runs launch through torchrun or SLURM; see docs/install.md,
+    "Clusters")."""
     strategy: str = "auto"
     """Lightning strategy: ``auto``, ``ddp``, ``fsdp``, ``ddp_spawn``..."""
     precision: str = "auto"
