@@ -393,13 +393,6 @@ def measure_memory(config, name: str, ids, mask, seed: int, threads: int, work: 
 
 
 # ----------------------------------------------------------------------------- streaming
-def write_fasta(path: Path, records: list[tuple[str, str]]) -> None:
-    with open(path, "w", encoding="ascii") as handle:
-        for name, seq in records:
-            handle.write(f">{name}\n")
-            handle.writelines(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60))
-
-
 def write_classifier(folder: Path, tokenizer, preset: str, window: int, window_bp: int, seed: int):
     """A model folder ``dnabird predict`` accepts: a seeded multi-label model of ``preset``
     (block-sparse, ``window`` tokens), its tokenizer and a manifest."""
@@ -471,6 +464,7 @@ def streaming_memory(args, tokenizer, sequence: str, work: Path, threads: int) -
         )
     ]
     from dnabird.data.classification import default_window
+    from dnabird.genome.fasta import write_fasta
     from dnabird.model import BigBirdConfig
 
     block = BigBirdConfig.preset(args.stream_preset).block_size

@@ -49,11 +49,11 @@ from dnabird.demo_data import (
     DemoData,
     real_data,
     synthetic_data,
-    write_fasta,
     write_variants,
 )
 from dnabird.errors import ConfigError
 from dnabird.files import write_text_atomic
+from dnabird.genome.fasta import write_fasta
 from dnabird.testing import shared_data_dir
 
 log = logging.getLogger(__name__)
@@ -391,6 +391,9 @@ class _Demo:
             name: {k: r["metrics"][k] for k in ("accuracy", "f1", "mcc", "auroc", "auprc")}
             for name, r in report["reports"].items()
         }
+        self.summary["promoter_f1_ci95"] = {
+            name: r["ci95"]["f1"] for name, r in report["reports"].items()
+        }
         self.output("promoter/", "promoter classifier run: model/, report.json, roc_pr.png")
         self.stage("finetune promoter")
         return model
@@ -444,6 +447,14 @@ class _Demo:
         )
         self.summary["chromatin"] = {
             name: {row["id"]: row["auroc"] for row in r["features"]}
+            for name, r in report["reports"].items()
+        }
+        self.summary["chromatin_median_auroc"] = {  # over the defined tracks, with its CI
+            name: {
+                "median": r["summary"]["all"]["auroc_median"],
+                "ci95": r["summary"]["all"]["auroc_median_ci"],
+                "tracks": r["summary"]["all"]["defined"],
+            }
             for name, r in report["reports"].items()
         }
         self.output("chromatin/", "chromatin model run: model/, report.json, test_performance.tsv")

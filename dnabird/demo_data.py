@@ -47,7 +47,6 @@ REAL_ENSEMBL = "chromatin/ensembl_regulatory_GRCh38"
 BRAIN_CELL_TYPE = "NeuN"
 """The Nott et al. cell type kept (neurons): its ATAC, H3K27ac and H3K4me3 tracks."""
 ENSEMBL_CLASSES = ("enhancer", "ocr", "promoter")
-FASTA_LINE_BP = 60
 
 CTCF_MOTIF = "CCACCAGGGGGCGC"
 GATA_MOTIF = "AGATAA"
@@ -152,6 +151,7 @@ def synthetic_data(out: Path, length: int, held_out_bp: int, promoters: int, see
     ``promoters.txt`` (``promoters`` positives drawn outside the last ``held_out_bp`` bp)
     and ``peaks.bed`` (one track per name in column 4)."""
     from dnabird.data.peaks import TrackSource
+    from dnabird.genome.fasta import write_fasta
 
     chrom, test_start = "synth1", length - held_out_bp
     log.info("no real data found: generating a %s bp synthetic genome", f"{length:,}")
@@ -279,15 +279,6 @@ def _write_promoter(bases: bytearray, tss: int) -> None:
     """The core promoter at ``tss``: TATA box at -31..-24, initiator at -2..+4."""
     bases[tss - 31 : tss - 31 + len(TATA_BOX)] = TATA_BOX.encode()
     bases[tss - 2 : tss - 2 + len(INITIATOR)] = INITIATOR.encode()
-
-
-def write_fasta(path: Path, records: list[tuple[str, str]]) -> None:
-    """Write ``[(name, sequence)]`` as FASTA, 60 bp per line (atomically)."""
-    lines = []
-    for name, sequence in records:
-        lines.append(f">{name}")
-        lines += [sequence[i : i + FASTA_LINE_BP] for i in range(0, len(sequence), FASTA_LINE_BP)]
-    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def write_variants(path: Path, genome: Path, chrom: str, focus: int) -> list[str]:

@@ -15,18 +15,19 @@ def _run(args: argparse.Namespace) -> None:
 
 def final_summary(summary: dict, out: str) -> str:
     """The paragraph printed at the end of a demo, then every output, one per line."""
-    from statistics import median
-
     total = sum(summary["seconds"].values())
     se = summary["held_out_bpc_se"]  # None with fewer than 2 held-out sequences
     se_text = "" if se is None else f" (SE {se:.3f})"
     best = summary["best_ngram_order"]
-    promoter = summary["promoter"]
-    typical = {  # median test AUROC over the tracks where it is defined
-        model: median([v for v in aurocs.values() if v is not None] or [float("nan")])
-        for model, aurocs in summary["chromatin"].items()
+    f1 = {
+        model: _with_interval(summary["promoter"][model]["f1"], ci)
+        for model, ci in summary["promoter_f1_ci95"].items()
     }
-    defined = sum(v is not None for v in summary["chromatin"]["dnabird"].values())
+    auroc = {
+        model: _with_interval(m["median"], m["ci95"])
+        for model, m in summary["chromatin_median_auroc"].items()
+    }
+    tracks = summary["chromatin_median_auroc"]["dnabird"]["tracks"]
     data = "SYNTHETIC data (no real data folder found)" if summary["synthetic"] else "real data"
     lines = [
         f"Demo finished in {total:.0f} s on {data}: {summary['genome']}. "
@@ -34,10 +35,10 @@ def final_summary(summary: dict, out: str) -> str:
         f"{summary['held_out_bpc']:.3f}{se_text} bits per bp on the held-out "
         f"{summary['held_out']}; best k-mer baseline, order {best}: "
         f"{summary['ngram_bpc'][str(best)]:.3f}. Fine-tuned from it, the promoter classifier "
-        f"reaches test F1 {promoter['dnabird']['f1']:.3f} (k-mer baseline "
-        f"{promoter['kmer_logreg']['f1']:.3f}) and the chromatin model a median test AUROC of "
-        f"{typical['dnabird']:.3f} over {defined} tracks (k-mer baseline "
-        f"{typical['kmer_logreg']:.3f}); {summary['variants']['alleles']} variant "
+        f"reaches test F1 {f1['dnabird']} (k-mer baseline {f1['kmer_logreg']}) and the "
+        f"chromatin model a median test AUROC of {auroc['dnabird']} over {tracks} tracks "
+        f"(k-mer baseline {auroc['kmer_logreg']}; 95% bootstrap intervals); "
+        f"{summary['variants']['alleles']} variant "
         f"alleles scored ({summary['variants']['ref_mismatches']} with a REF that differs "
         f"from the genome, on purpose); mutagenesis of {summary['ism']['region']}.",
         f"Report: {out}/report.html (open it in a browser) and {out}/report.md. Outputs in {out}:",
@@ -45,6 +46,14 @@ def final_summary(summary: dict, out: str) -> str:
     width = max(map(len, summary["outputs"]))
     lines += [f"  {path:<{width}}  {what}" for path, what in summary["outputs"].items()]
     return "\n".join(lines)
+
+
+def _with_interval(value: float | None, ci) -> str:
+    """``value [low, high]`` (``n/a`` for what is undefined, e.g. no track with both
+    classes in the test split)."""
+    shown = "n/a" if value is None else f"{value:.3f}"
+    interval = "n/a" if ci is None or None in ci else f"{ci[0]:.3f}, {ci[1]:.3f}"
+    return f"{shown} [{interval}]"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -22,14 +22,14 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dnabird.errors import InputError
-from dnabird.files import require_file
+from dnabird.files import atomic_path, require_file
 
 _CHUNK_BYTES = 8 << 20
 _BASES = b"ACGTNacgtn"
@@ -366,3 +366,16 @@ def normalise(sequence: bytes, keep_case: bool = False) -> bytes:
 def reverse_complement(sequence: bytes) -> bytes:
     """Reverse complement of ``ACGTN`` bytes in either case (case kept)."""
     return sequence.translate(_COMPLEMENT)[::-1]
+
+
+def write_fasta(
+    path: str | os.PathLike, records: Iterable[tuple[str, str]], line_bp: int = 60
+) -> None:
+    """Write ``(name, sequence)`` records as a plain FASTA file, ``line_bp`` bases per line,
+    atomically (:func:`dnabird.files.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="ascii") as handle:
+        for name, sequence in records:
+            handle.write(f">{name}\n")
+            handle.writelines(
+                sequence[i : i + line_bp] + "\n" for i in range(0, len(sequence), line_bp)
+            )

@@ -105,6 +105,11 @@ def embed_fasta(
                 _check_fits(ids, labels, max_length, fasta)
                 windows = pad_to_window(ids, max_length, names=labels, source=str(fasta))
                 hidden = _hidden_states(encoder, windows, chosen)  # [B, L, C]
+                if not np.isfinite(hidden).all():
+                    raise InputError(
+                        f"{model}: the model gives non-finite hidden states (NaN or inf); "
+                        "its weights are broken: export or train it again"
+                    )
                 vectors = hidden[:, 0] if pool == "cls" else _mean_states(hidden, ids)
                 _append(pooled, vectors)
                 _append(names, np.array(labels, dtype=object))

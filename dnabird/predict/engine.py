@@ -24,6 +24,7 @@ from typing import IO, Any, Protocol, TypeVar
 
 import numpy as np
 
+from dnabird.errors import InputError
 from dnabird.predict.inputs import Row
 from dnabird.predict.predictor import Predictor
 from dnabird.predict.writers import NaWriter, TableWriter, side_path
@@ -162,6 +163,8 @@ def _write(
                     if reason is not None:
                         na.write(row.na_ids, reason)
                 bar.update(len(batch))
+            if not table.rows and not na.rows:  # nothing written that looks complete
+                raise InputError(f"{source.source}: no records to score")
     finally:
         for handle in handles:
             handle.close()

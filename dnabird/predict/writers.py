@@ -21,6 +21,7 @@ with a ``reason`` column), the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,22 +65,28 @@ def side_path(path: str | os.PathLike, suffix: str) -> Path:
     return path.with_name(path.stem + suffix)
 
 
+class _Discarded(Exception):
+    """Thrown into the temporary files' context to remove them instead of renaming."""
+
+
 class _Temporary:
-    """Temporary files beside their destinations, renamed into place by :meth:`commit`."""
+    """Temporary files beside their destinations (:func:`dnabird.files.atomic_path`):
+    renamed into place by :meth:`commit`, removed by :meth:`discard`."""
 
     def __init__(self, targets: Sequence[Path]) -> None:
-        self.targets = [Path(t) for t in dict.fromkeys(targets)]
-        for target in self.targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        self.temporary = {t: t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in self.targets}
+        from dnabird.files import atomic_path
+
+        self._stack = contextlib.ExitStack()
+        self.temporary = {
+            target: self._stack.enter_context(atomic_path(target))
+            for target in dict.fromkeys(Path(t) for t in targets)
+        }
 
     def commit(self) -> None:
-        for target, tmp in self.temporary.items():
-            os.replace(tmp, target)
+        self._stack.close()
 
     def discard(self) -> None:
-        for tmp in self.temporary.values():
-            tmp.unlink(missing_ok=True)
+        self._stack.__exit__(_Discarded, _Discarded(), None)
 
 
 class _Output:

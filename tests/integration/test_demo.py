@@ -213,6 +213,13 @@ def test_cli_summary_names_every_output(demo: tuple[Path, dict]) -> None:
     text = final_summary(summary, str(out))
     assert text.startswith("Demo finished in ") and "SYNTHETIC data" in text
     assert f"{out}/report.html" in text
+    promoter = json.loads((out / "promoter" / "report.json").read_text())["reports"]
+    low, high = promoter["kmer_logreg"]["ci95"]["f1"]
+    f1 = promoter["kmer_logreg"]["metrics"]["f1"]
+    assert f"(k-mer baseline {f1:.3f} [{low:.3f}, {high:.3f}])" in text  # same test split
+    chromatin = json.loads((out / "chromatin" / "report.json").read_text())["reports"]
+    median = chromatin["kmer_logreg"]["summary"]["all"]["auroc_median"]
+    assert f"(k-mer baseline {median:.3f} [" in text
     listed = [line.split()[0] for line in text.splitlines()[2:]]
     assert listed == list(summary["outputs"])
 

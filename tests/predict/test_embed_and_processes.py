@@ -7,6 +7,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from dnabird.predict import embed
@@ -112,3 +113,21 @@ def test_two_processes_write_the_same_bytes_as_one(
             else:
                 assert produced.read_bytes() == twin.read_bytes(), produced.name
         assert not [p for p in (tmp_path / "two").iterdir() if ".part-" in p.name]
+
+
+def test_a_model_with_broken_weights_is_an_error_not_nan_embeddings(
+    mlm_dir: Path, tmp_path: Path
+) -> None:
+    from dnabird.errors import InputError
+    from dnabird.model.pretrained import load_model, load_tokenizer, write_model_folder
+
+    model = load_model(mlm_dir)
+    with torch.no_grad():
+        model.encoder.embeddings.word_embeddings.weight.fill_(float("nan"))
+    broken = write_model_folder(
+        tmp_path / "broken", model, {"stage": "pretrain"}, tokenizer=load_tokenizer(mlm_dir)
+    )
+    out = tmp_path / "e.h5"
+    with pytest.raises(InputError, match="non-finite hidden states"):
+        embed(broken, fasta=_fasta(tmp_path / "r.fa"), out=out, device="cpu")
+    assert not out.exists()

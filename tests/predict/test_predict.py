@@ -147,3 +147,11 @@ def test_an_unknown_format_or_feature_is_refused_before_any_work(
     assert cli("predict", "--model", model_dir, "--fasta", fasta, "-o", out, *misspelt) == 2
     assert "did you mean 'CTCF'" in capsys.readouterr().err
     assert not list(tmp_path.glob("p.*"))
+
+
+def test_an_input_without_records_is_an_error(model_dir: Path, chr2: Path, tmp_path: Path) -> None:
+    bed = tmp_path / "empty.bed"
+    bed.write_text("# no intervals\ntrack name=x\n")
+    out = tmp_path / "profiles.tsv"
+    result = cli_process("predict", "--model", model_dir, "--bed", bed, "--genome", chr2, "-o", out)
+    assert_failed_cleanly(result, "empty.bed: no records to score", out)
