@@ -171,3 +171,20 @@ def test_cli_commands_reading_fasta_report_one_line(data_file, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "record 'chr2', line 6" in err
+
+
+def test_write_fasta_round_trips_with_fixed_line_width(tmp_path):
+    from dnabird.genome.fasta import read_fasta, write_fasta
+
+    records = [("a", "ACGT" * 40), ("b", "N")]
+    write_fasta(tmp_path / "x.fa", records, line_bp=50)
+    lines = (tmp_path / "x.fa").read_text().splitlines()
+    assert lines[:5] == [
+        ">a",
+        "ACGT" * 12 + "AC",
+        "GT" + "ACGT" * 12,
+        "ACGT" * 12 + "AC",
+        "GTACGTACGT",
+    ]
+    assert read_fasta(tmp_path / "x.fa") == dict(records)
+    assert not list(tmp_path.glob(".*"))  # no temporary left
