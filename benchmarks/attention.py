@@ -260,11 +260,18 @@ def measure(args, what, length, block_size, train, device, dtype):
     if train and device.type == "cpu":
         names = [n for n in names if n != "ours-flex"]  # no CPU FlexAttention backward
     clock = Clock(device)
-    times, repeats = {n: [] for n in names}, {}
-    for name in names:  # warm-up (and compilation)
-        for _ in range(args.warmup):
-            last = clock(lambda name=name: step(runs[name], tensors, train))
+    repeats, failed = {}, {}
+    for name in names:  # warm-up (and compilation); a contender that raises is left out
+        try:
+            for _ in range(args.warmup):
+                last = clock(lambda name=name: step(runs[name], tensors, train))
+        except (RuntimeError, ValueError, TypeError) as err:  # e.g. a peer's dtype bug
+            failed[name] = f"{type(err).__name__}: {str(err).splitlines()[0]}"
+            print(f"  {name} left out at {length} tokens: {failed[name]}", flush=True)
+            continue
         repeats[name] = 1 if last > args.slow_call_s else args.repeats
+    names = [n for n in names if n not in failed]
+    times = {n: [] for n in names}
     for _ in range(args.repeats):  # alternate the contenders
         for name in names:
             if len(times[name]) < repeats[name]:
@@ -278,6 +285,7 @@ def measure(args, what, length, block_size, train, device, dtype):
         "pairs_dense": float(length) ** 2,
         "median_s": {n: statistics.median(t) for n, t in times.items()},
         "runs": {n: len(t) for n, t in times.items()},
+        "failed": failed,
     }
     if args.memory:
         result["peak_bytes"] = {
@@ -306,7 +314,7 @@ def report(results: list[dict], out=sys.stdout) -> dict:
         rows = [
             r for r in results if (r["what"], r["mode"], r["block_size"]) == (what, mode, block)
         ]
-        names = [n for n in ALL if n in rows[0]["median_s"]]
+        names = [n for n in ALL if any(n in r["median_s"] for r in rows)]
         print(f"\n### {what}, {mode}, block {block}: median ms (ratios = peer / ours)", file=out)
         head = ["L", *names]
         for ours in [n for n in OURS if n in names]:
@@ -316,9 +324,13 @@ def report(results: list[dict], out=sys.stdout) -> dict:
         print("|" + "---|" * len(head), file=out)
         for r in sorted(rows, key=lambda r: r["length"]):
             med = r["median_s"]
-            cells = [str(r["length"])] + [f"{med[n] * 1e3:.1f}" for n in names]
+            cells = [str(r["length"])] + [f"{med[n] * 1e3:.1f}" if n in med else "-" for n in names]
             for ours in [n for n in OURS if n in names]:
-                cells += [f"{med[p] / med[ours]:.2f}" for p in PEERS if p in names]
+                cells += [
+                    f"{med[p] / med[ours]:.2f}" if p in med and ours in med else "-"
+                    for p in PEERS
+                    if p in names
+                ]
             best = min((med[n] for n in OURS if n in med), default=None)
             ceiling = r["pairs_dense"] / r["pairs_ours"]
             cells.append(
@@ -327,6 +339,9 @@ def report(results: list[dict], out=sys.stdout) -> dict:
                 else "-"
             )
             print("| " + " | ".join(cells) + " |", file=out)
+        for r in sorted(rows, key=lambda r: r["length"]):
+            for name, error in r.get("failed", {}).items():
+                print(f"left out at {r['length']} tokens: {name} ({error})", file=out)
         if "peak_bytes" in rows[0]:
             print(f"\npeak memory MiB ({what}, {mode}, block {block})", file=out)
             print("| L | " + " | ".join(names) + " |", file=out)
@@ -335,13 +350,17 @@ def report(results: list[dict], out=sys.stdout) -> dict:
                 mem = r["peak_bytes"]
                 print(
                     f"| {r['length']} | "
-                    + " | ".join(f"{mem[n] / 2**20:.0f}" for n in names)
+                    + " | ".join(f"{mem[n] / 2**20:.0f}" if n in mem else "-" for n in names)
                     + " |",
                     file=out,
                 )
         exps = {}
         for n in names:
-            pts = [(r["length"], r["median_s"][n]) for r in rows if 2048 <= r["length"] <= 16384]
+            pts = [
+                (r["length"], r["median_s"][n])
+                for r in rows
+                if 2048 <= r["length"] <= 16384 and n in r["median_s"]
+            ]
             k = growth_exponent(pts)
             if k is not None:
                 exps[n] = round(k, 3)

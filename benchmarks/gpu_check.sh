@@ -10,12 +10,17 @@
 #    (1k..32k tokens) and 128 (4k, 16k), attention alone and one encoder layer.
 # 3. One MLM training step, ours vs HF (benchmarks/train_step.py).
 # 4. Prediction throughput, ours vs HF (benchmarks/predict.py, base model, 1/8/17 kbp).
+# 5. The long-range benchmark (benchmarks/long_range.py, issue 14): generated 8 kbp sequences
+#    (i.i.d. background: the GPU machine has neither the shared data nor pyfaidx), the tiny
+#    model trained with a 4,096- and a 512-token window, the first's training fitted into
+#    100 s and the second trained as many steps; on failure (the compiled kernel, say) once
+#    more with the blocked_explicit backend in the stage's time left.
 # Writes OUT_DIR/gpu_check.log, gpu_tests.json (or .xml), attention_b64.json,
-# attention_b128.json, train_step.json, predict.json. Every stage runs under `timeout` (120 +
-# 150 + 90 + 90 + 90 s), so the whole script ends within 9 minutes and 30 seconds; a stage
-# cut short keeps what it measured (the attention benchmark writes its JSON after every
-# length). Exit status: 0 when the tests
-# passed, 1 otherwise.
+# attention_b128.json, train_step.json, predict.json, long_range.json. Every stage runs under
+# `timeout` (80 + 290 + 70 + 40 + 45 + 60 s), so the whole script ends within 9 minutes and 45
+# seconds; a stage cut short keeps what it measured (the attention benchmark writes its JSON
+# after every length). The long-range stage runs second, right after the tests.
+# Exit status: 0 when the tests passed, 1 otherwise.
 # Set CHECK_DEVICE=cpu for a dry run of the plumbing on a CPU machine (blocked only, short).
 set -u -o pipefail
 
@@ -39,17 +44,21 @@ status=0
 if [ "$device" = cuda ]; then
     say "1/3 CUDA equivalence tests"
     if "$py" -c "import pytest" 2>/dev/null; then
-        timeout 120 "$py" -m pytest tests/model/test_attention_gpu.py -q -m gpu \
+        timeout 80 "$py" -m pytest tests/model/test_attention_gpu.py -q -m gpu \
             -p no:cacheprovider --junitxml "$out/gpu_tests.xml" 2>&1 | tee -a "$log" || status=1
     else
-        timeout 120 "$py" tests/model/test_attention_gpu.py "$out/gpu_tests.json" 2>&1 \
+        timeout 80 "$py" tests/model/test_attention_gpu.py "$out/gpu_tests.json" 2>&1 \
             | tee -a "$log" || status=1
     fi
     bench=(--device cuda --dtype bfloat16 --repeats 10 --warmup 2 --slow-call-s 30)
     lengths64=(1024 2048 4096 8192 16384 32768)
     lengths128=(4096 16384)
-    limit64=150
-    limit128=90
+    limit64=70
+    limit128=40
+    long_range=(--train 16000 --test 1024 --seq-bp 8000 --copies 6 --batch-size 64 --steps 30000
+        --windows 4096 512 --log-every 250)
+    long_range_s=100
+    long_range_limit=290
 else
     say "1/3 CPU dry run of the equivalence checks (blocked backend)"
     timeout 150 "$py" -c "
@@ -64,7 +73,32 @@ print(*results, sep='\n'); sys.exit(0 if all(r['ok'] for r in results) else 1)" 
     lengths128=(1024)
     limit64=120
     limit128=60
+    long_range=(--train 300 --test 100 --seq-bp 4000 --batch-size 4 --steps 40 --windows 1024 256
+        --log-every 20 --threads 2)
+    long_range_s=20
+    long_range_limit=240
 fi
+
+# --- long-range benchmark (issue 14): does the 4,096-token window learn two-motif labels? -
+# The examples (hundreds of MB) stay in LONG_RANGE_DIR; only the results come back.
+say "extra: long-range benchmark (4,096 vs 512 tokens)"
+long_range_run() {  # extra arguments; the examples (hundreds of MB) stay out of OUT_DIR
+    timeout "$1" "$py" benchmarks/long_range.py "${long_range[@]}" "${@:2}" --background random \
+        --device "$device" --out "${LONG_RANGE_DIR:-/tmp/dnabird_long_range}" --overwrite \
+        --json "$out/long_range.json" 2>&1 | tee -a "$log"
+}
+started=$SECONDS
+long_range_run "$long_range_limit" --max-train-s "$long_range_s"
+status_lr=$?
+left=$((long_range_limit - (SECONDS - started)))
+if [ "$status_lr" -ne 0 ] && [ "$left" -gt 60 ]; then  # e.g. the compiled kernel failed
+    say "long-range exit status $status_lr; again with the blocked_explicit backend (${left} s)"
+    long_range_run "$left" --max-train-s $(((left - 30) / 3)) \
+        --model '{"attention_backend": "blocked_explicit"}'
+    status_lr=$?
+fi
+say "long-range benchmark exit status $status_lr"
+# --- end of long-range block ---------------------------------------------------------
 
 say "2/3 attention benchmark, block 64"
 timeout "$limit64" "$py" benchmarks/attention.py "${bench[@]}" --block-sizes 64 \
@@ -82,10 +116,12 @@ say "block 128 benchmark exit status $?"
 say "extra: MLM training step, ours vs HF"
 if [ "$device" = cuda ]; then
     step_args=(--preset base --length 4096 --batch 1 --steps 5 --warmup 2 --device cuda)
+    step_limit=45
 else
     step_args=(--preset tiny --length 1024 --batch 1 --steps 1 --warmup 1 --device cpu)
+    step_limit=90
 fi
-timeout 90 "$py" benchmarks/train_step.py "${step_args[@]}" --json "$out/train_step.json" \
+timeout "$step_limit" "$py" benchmarks/train_step.py "${step_args[@]}" --json "$out/train_step.json" \
     2>&1 | tee -a "$log"
 say "train step benchmark exit status $?"
 # --- end of MLM training step block ------------------------------------------------------
@@ -100,7 +136,7 @@ if [ "$device" = cuda ]; then
 else
     predict_args=(--preset tiny --windows 1000,2000 --batch-size 2 --repeats 1)
 fi
-timeout 90 "$py" benchmarks/predict.py "${predict_args[@]}" --device "$device" --random-dna \
+timeout 60 "$py" benchmarks/predict.py "${predict_args[@]}" --device "$device" --random-dna \
     --vocab-size 4096 --no-memory --no-stream --out "$out/predict.json" 2>&1 | tee -a "$log"
 say "prediction benchmark exit status $?"
 # --- end of prediction block ---------------------------------------------------------

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnabird.data.multilabel import Features, MultiLabelExamples
+from dnabird.data.multilabel import Features, MultiLabelExamples, concatenate
 from dnabird.errors import ConfigError, InputError
 
 GENOME = "genome/hg38_chr2_1-2333275.fa.gz"
@@ -78,6 +78,11 @@ MODEL_OVERRIDES = {
 BATCH_SIZE = 8
 LEARNING_RATE = 1e-3
 WARMUP_FRACTION = 0.1
+CHUNK = 250
+"""Sequences generated per job (:func:`generate_in_chunks`)."""
+CALIBRATION_STEPS = (10, 30)
+"""With ``--max-train-s``: steps after the first of these (warm-up: compilation, caches) up
+to the second are timed, and the plan is fitted to the budget after the second."""
 BOOTSTRAP_RESAMPLES = 1000
 
 
@@ -286,6 +291,36 @@ def generate_examples(
     return MultiLabelExamples(sequences, labels, design.features(), "generated", table)
 
 
+def generate_in_chunks(
+    count: int,
+    design: Design,
+    motifs: dict[str, str],
+    background: Background,
+    seed: list[int],
+    workers: int,
+) -> MultiLabelExamples:
+    """:func:`generate_examples` in chunks of :data:`CHUNK` sequences, chunk ``i`` drawn from
+    ``default_rng([*seed, i])``, on ``workers`` forked processes (each gets a pickled copy of
+    ``background``: a genome reopens its files there); the result depends on ``seed`` only,
+    never on ``workers``."""
+    import multiprocessing
+
+    jobs = [
+        (min(CHUNK, count - first), design, motifs, background, [*seed, i])
+        for i, first in enumerate(range(0, count, CHUNK))
+    ]
+    if workers > 1 and len(jobs) > 1:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+            parts = pool.starmap(_generate_chunk, jobs)
+    else:
+        parts = [_generate_chunk(*job) for job in jobs]
+    return concatenate(parts, "generated")
+
+
+def _generate_chunk(count, design, motifs, background, seed) -> MultiLabelExamples:
+    return generate_examples(count, design, motifs, background, np.random.default_rng(seed))
+
+
 @dataclass
 class Windows:
     """Model inputs of one window size for ``N`` sequences.
@@ -301,18 +336,19 @@ class Windows:
     tokens: np.ndarray
 
 
-def encode_windows(tokenizer, sequences: list[str], window: int, centre: int) -> Windows:
-    """The ``window``-token input of each sequence: ``[CLS]``, the ``window - 2`` tokens
+def encode_windows(tokenizer, encoded: list[list[int]], window: int, centre: int) -> Windows:
+    """The ``window``-token input of each sequence from its token ids (``encoded``, one list
+    per sequence, as ``tokenizer.encode_batch`` gives): ``[CLS]``, the ``window - 2`` tokens
     around the token holding bp ``centre`` (shifted inwards at the ends), ``[SEP]``, padding."""
     from dnabird.tokenizer.vocab import CLS_ID, PAD_ID, SEP_ID
 
     content = window - 2
-    count = len(sequences)
+    count = len(encoded)
     input_ids = np.full((count, window), PAD_ID, dtype=np.int64)
     attention_mask = np.zeros((count, window), dtype=np.int64)
     spans = np.zeros((count, 2), dtype=np.int64)
     tokens = np.zeros(count, dtype=np.int64)
-    for i, ids in enumerate(tokenizer.encode_batch(sequences)):
+    for i, ids in enumerate(encoded):
         ids = np.asarray(ids, dtype=np.int64)
         ends = np.cumsum(tokenizer.token_lengths(ids), dtype=np.int64)  # bp after each token
         middle = int(np.searchsorted(ends, centre, side="right"))  # the token holding centre
@@ -339,63 +375,88 @@ def motifs_inside(examples: MultiLabelExamples, spans: np.ndarray, motif_bp: int
     return counts
 
 
-def train_model(
-    config, data: Windows, labels: np.ndarray, steps: int, seed: int, log_every: int, lr: float
-):
-    """Train a fresh ``BigBirdForMultiLabelClassification`` (torch seed ``seed``) for
-    ``steps`` AdamW steps on batches of :data:`BATCH_SIZE` drawn by epochs from
-    ``default_rng([seed, 3])``: linear warm-up over the first :data:`WARMUP_FRACTION` of
-    the steps to :data:`LEARNING_RATE`, then linear decay to 0. Returns (model, seconds,
+def train_model(config, data: Windows, labels: np.ndarray, steps: int, args: argparse.Namespace):
+    """Train a fresh ``BigBirdForMultiLabelClassification`` (torch seed ``args.seed``) on
+    ``args.device`` for ``steps`` AdamW steps on batches of ``args.batch_size`` drawn by
+    epochs from ``default_rng([seed, 3])``: linear warm-up over the first
+    :data:`WARMUP_FRACTION` of the steps to ``args.lr``, then linear decay to 0.
+
+    With ``args.max_train_s`` set, the steps timed at :data:`CALIBRATION_STEPS` decide:
+    when ``steps`` would take longer than that many seconds of training, the plan (and the
+    schedule with it) shrinks once to the steps that fit. Returns (model, seconds, steps done,
     ``[(step, mean loss since the previous entry)]``)."""
     import torch
 
     from dnabird.model import BigBirdForMultiLabelClassification
 
-    torch.manual_seed(seed)
-    model = BigBirdForMultiLabelClassification(config, labels.shape[1]).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, int(WARMUP_FRACTION * steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup))),
-    )
-    rng = np.random.default_rng([seed, 3])
-    ids, mask = torch.from_numpy(data.input_ids), torch.from_numpy(data.attention_mask)
-    targets = torch.from_numpy(labels.astype(np.float32))
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    model = BigBirdForMultiLabelClassification(config, labels.shape[1]).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    plan = {"steps": steps}
+
+    def lr_factor(step: int) -> float:
+        warmup = max(1, int(WARMUP_FRACTION * plan["steps"]))
+        return min(
+            (step + 1) / warmup, max(0.0, (plan["steps"] - step) / max(1, plan["steps"] - warmup))
+        )
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    rng = np.random.default_rng([args.seed, 3])
+    ids = torch.from_numpy(data.input_ids).to(device)
+    mask = torch.from_numpy(data.attention_mask).to(device)
+    targets = torch.from_numpy(labels.astype(np.float32)).to(device)
     order: list[int] = []
     losses, history = [], []
+    timed_at: dict[int, float] = {}
     started = time.perf_counter()
-    for step in range(1, steps + 1):
-        if len(order) < BATCH_SIZE:
+    step = 0
+    while step < plan["steps"]:
+        step += 1
+        if len(order) < args.batch_size:
             order += rng.permutation(len(labels)).tolist()
-        batch, order = order[:BATCH_SIZE], order[BATCH_SIZE:]
+        batch, order = order[: args.batch_size], order[args.batch_size :]
         loss = model(ids[batch], mask[batch], labels=targets[batch]).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         schedule.step()
-        losses.append(loss.item())
-        if step % log_every == 0 or step == steps:
-            history.append((step, float(np.mean(losses))))
+        losses.append(loss.detach())
+        if args.max_train_s is not None and step in CALIBRATION_STEPS:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            timed_at[step] = time.perf_counter()
+            if step == CALIBRATION_STEPS[1]:
+                first, last = CALIBRATION_STEPS
+                per_step = (timed_at[last] - timed_at[first]) / (last - first)
+                spent = timed_at[last] - started
+                fits = max(step, step + int((args.max_train_s - spent) / per_step))
+                if fits < plan["steps"]:
+                    print(f"  {per_step:.3f} s/step: planned {plan['steps']} steps cut to {fits}")
+                    plan["steps"] = fits
+        if step % args.log_every == 0 or step == plan["steps"]:
+            history.append((step, torch.stack(losses).mean().item()))
             elapsed = time.perf_counter() - started
             print(
-                f"  step {step:>5}/{steps}  loss {history[-1][1]:.4f}  {elapsed:6.0f} s", flush=True
+                f"  step {step:>5}/{plan['steps']}  loss {history[-1][1]:.4f}  {elapsed:6.0f} s",
+                flush=True,
             )
             losses = []
-    return model.eval(), time.perf_counter() - started, history
+    return model.eval(), time.perf_counter() - started, step, history
 
 
 def predict(model, data: Windows, batch_size: int = 16) -> np.ndarray:
-    """P(label) ``[N, K]`` float64 of every row of ``data``."""
+    """P(label) ``[N, K]`` float64 of every row of ``data`` (on the model's device)."""
     import torch
 
+    device = next(model.parameters()).device
     out = []
     with torch.inference_mode():
         for i in range(0, len(data.input_ids), batch_size):
-            ids = torch.from_numpy(data.input_ids[i : i + batch_size])
-            mask = torch.from_numpy(data.attention_mask[i : i + batch_size])
-            out.append(torch.sigmoid(model(ids, mask).logits.float()).numpy())
+            ids = torch.from_numpy(data.input_ids[i : i + batch_size]).to(device)
+            mask = torch.from_numpy(data.attention_mask[i : i + batch_size]).to(device)
+            out.append(torch.sigmoid(model(ids, mask).logits.float()).cpu().numpy())
     return np.concatenate(out).astype(np.float64)
 
 
@@ -416,10 +477,23 @@ def auroc_report(labels: np.ndarray, scores: np.ndarray, seed: int) -> dict:
     return {"auroc": mean_auroc(labels, scores)["auroc"], "ci95": list(interval)}
 
 
-def run_window(window, tokenizer, config, train, test, design, args) -> dict:
-    """Encode, train, score one window size; print its coverage and progress."""
-    train_in = encode_windows(tokenizer, train.sequences, window, design.centre)
-    test_in = encode_windows(tokenizer, test.sequences, window, design.centre)
+def machine_description(args: argparse.Namespace) -> str:
+    """CPUs, torch threads or the GPU's name, torch and Python versions."""
+    import torch
+
+    where = f"{os.cpu_count()} CPUs, {args.threads} torch threads"
+    if args.device.startswith("cuda"):
+        where = f"{torch.cuda.get_device_name(args.device)}, {os.cpu_count()} CPUs"
+    return f"{where}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def run_window(window, tokenizer, config, train, test, design, steps, args) -> dict:
+    """Cut the windows, train ``steps`` steps (or fewer: :func:`train_model`), score one
+    window size; print its coverage and progress. ``train`` and ``test`` are ``(examples,
+    token ids per sequence)``."""
+    (train, train_ids), (test, test_ids) = train, test
+    train_in = encode_windows(tokenizer, train_ids, window, design.centre)
+    test_in = encode_windows(tokenizer, test_ids, window, design.centre)
     spans = np.concatenate([train_in.spans, test_in.spans])
     inside = {
         kind: [a + b for a, b in zip(x, y, strict=True)]
@@ -436,16 +510,14 @@ def run_window(window, tokenizer, config, train, test, design, args) -> dict:
         f"local {inside['local'][0]} of {inside['local'][1]}",
         flush=True,
     )
-    model, seconds, history = train_model(
-        config, train_in, train.labels, args.steps, args.seed, args.log_every, args.lr
-    )
-    scores = predict(model, test_in)
+    model, seconds, steps, history = train_model(config, train_in, train.labels, steps, args)
+    scores = predict(model, test_in, 4 * args.batch_size)
     categories = np.array(design.features().categories)
     result = {
         "window_tokens": window,
-        "steps": args.steps,
+        "steps": steps,
         "train_s": round(seconds, 1),
-        "s_per_step": round(seconds / args.steps, 3),
+        "s_per_step": round(seconds / steps, 3),
         "real_tokens": int(np.median(test_in.attention_mask.sum(axis=1))),
         "span_bp": {
             "min_start": int(spans[:, 0].min()),
@@ -473,7 +545,7 @@ def run_window(window, tokenizer, config, train, test, design, args) -> dict:
 def summary_table(results: dict) -> str:
     """Markdown: per window, AUROC [95% CI] per label type, steps, training time, tokens and
     bp per window; with two windows a last column compares them (long vs short)."""
-    runs = list(results["windows"].values())
+    runs = sorted(results["windows"].values(), key=lambda r: r["window_tokens"])
 
     def auroc(r: dict, kind: str) -> str:
         low, high = r[kind]["ci95"]
@@ -485,7 +557,10 @@ def summary_table(results: dict) -> str:
         if kind in runs[0]
     ]
     rows += [
-        (f"training steps (batch {BATCH_SIZE})", [f"{r['steps']:,}" for r in runs]),
+        (
+            f"training steps (batch {results['parameters']['batch_size']})",
+            [f"{r['steps']:,}" for r in runs],
+        ),
         ("training time, s", [f"{r['train_s']:.0f}" for r in runs]),
         ("tokens per window (real, median)", [f"{r['real_tokens']:,}" for r in runs]),
         ("bp per window (median)", [f"{r['span_bp']['median']:,}" for r in runs]),
@@ -542,7 +617,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="hg38 chr2 excerpt windows (default) or i.i.d. random bases",
     )
     parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="peak learning rate")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="training batch")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument(
+        "--max-train-s",
+        type=float,
+        help="fit the first window's training into about this many seconds: its planned "
+        "--steps shrink once, after timing the first steps; later windows train as many "
+        "steps (the results record them)",
+    )
     parser.add_argument("--copies", type=int, default=Design.copies, help="copies per motif")
+    parser.add_argument("--motif-bp", type=int, default=Design.motif_bp, help="bp per motif")
     parser.add_argument("--pair-labels", type=int, default=Design.pair_labels)
     parser.add_argument("--local-labels", type=int, default=Design.local_labels)
     parser.add_argument("--model", type=json.loads, default={}, help="JSON config overrides")
@@ -550,7 +635,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-every", type=int, default=50, help="steps between loss lines")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
-    for name in ("train", "test", "steps", "threads", "log_every"):
+    for name in ("train", "test", "steps", "threads", "log_every", "batch_size"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if min(args.windows) < 3 or max(args.windows) > MODEL_OVERRIDES["max_position_embeddings"]:
@@ -573,6 +658,7 @@ def main(argv: list[str] | None = None) -> dict:
     design = Design(
         seq_bp=args.seq_bp,
         copies=args.copies,
+        motif_bp=args.motif_bp,
         pair_labels=args.pair_labels,
         local_labels=args.local_labels,
     )
@@ -580,7 +666,7 @@ def main(argv: list[str] | None = None) -> dict:
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "design": asdict(design),
     }
-    for key in ("out", "json", "overwrite", "log_every", "threads"):
+    for key in ("out", "json", "overwrite", "log_every", "threads", "device", "max_train_s"):
         parameters.pop(key)
     genome = None
     if args.background == "genome":
@@ -609,12 +695,9 @@ def main(argv: list[str] | None = None) -> dict:
             train_bg = tokenizer_bg = GenomeBackground(genome, chrom, 0, length - HELD_OUT_BP)
             test_bg = GenomeBackground(genome, chrom, length - HELD_OUT_BP, length)
         motifs = make_motifs(design, args.seed)
-        train = generate_examples(
-            args.train, design, motifs, train_bg, np.random.default_rng([args.seed, 1])
-        )
-        test = generate_examples(
-            args.test, design, motifs, test_bg, np.random.default_rng([args.seed, 2])
-        )
+        workers = os.cpu_count() or 1
+        train = generate_in_chunks(args.train, design, motifs, train_bg, [args.seed, 1], workers)
+        test = generate_in_chunks(args.test, design, motifs, test_bg, [args.seed, 2], workers)
         write_parquet(folder.path / "train.parquet", train)
         write_parquet(folder.path / "test.parquet", test)
         generate_s = time.perf_counter() - started
@@ -622,14 +705,15 @@ def main(argv: list[str] | None = None) -> dict:
         started = time.perf_counter()
         rng = np.random.default_rng([args.seed, 4])
         count, bp = TOKENIZER_SAMPLE
-        if os.environ.get("LR_TOK") == "train":
-            sample = train.sequences[:400]
-        else:
-            sample = [tokenizer_bg(rng, bp)[0] for _ in range(count)]
+        sample = [tokenizer_bg(rng, bp)[0] for _ in range(count)]
         tokenizer = DNATokenizer.train(sample, VOCAB_SIZE, "bpe", seed=args.seed)
         tokenizer.save_pretrained(folder.path / "tokenizer")
         tokenizer_s = time.perf_counter() - started
-        tokens = np.array([len(ids) for ids in tokenizer.encode_batch(train.sequences)])
+        train_ids, test_ids = (
+            tokenizer.encode_batch(examples.sequences, num_threads=os.cpu_count() or 1)
+            for examples in (train, test)
+        )
+        tokens = np.array([len(ids) for ids in train_ids])
         bp_per_token = train.sequences and sum(map(len, train.sequences)) / tokens.sum()
         print(
             f"data: {args.train} train + {args.test} test sequences of {design.seq_bp} bp "
@@ -648,14 +732,15 @@ def main(argv: list[str] | None = None) -> dict:
         config = BigBirdConfig.preset(
             "tiny", **{**MODEL_OVERRIDES, **args.model}, vocab_size=tokenizer.vocab_size
         )
-        windows = {
-            str(w): run_window(w, tokenizer, config, train, test, design, args)
-            for w in args.windows
-        }
+        windows, steps = {}, args.steps
+        for w in args.windows:  # every window trains the steps the first one did
+            windows[str(w)] = run_window(
+                w, tokenizer, config, (train, train_ids), (test, test_ids), design, steps, args
+            )
+            steps = windows[str(w)]["steps"]
         results = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{os.cpu_count()} CPUs, {args.threads} torch threads, torch "
-            f"{torch.__version__}, Python {platform.python_version()}",
+            "machine": machine_description(args),
             "parameters": parameters,
             "motifs": motifs,
             "model": config.to_dict(),

@@ -121,6 +121,32 @@ def test_generation_is_deterministic_by_seed(bench):
     assert motifs != other_motifs and first.sequences != other.sequences
 
 
+def test_chunked_generation_does_not_depend_on_workers(bench, tmp_path):
+    from dnabird.genome.regions import Genome
+
+    design = small_design(bench)
+    motifs = bench.make_motifs(design, 3)
+    bases = "".join(np.random.default_rng(0).choice(list("ACGT"), size=20_000))
+    (tmp_path / "g.fa").write_text(f">chrT\n{bases}\n")
+    with Genome(tmp_path / "g.fa", cache_dir=tmp_path / "cache") as genome:
+        for background in (
+            bench.random_background,
+            bench.GenomeBackground(genome, "chrT", 0, 20_000),
+        ):
+            count = 2 * bench.CHUNK + 7
+            one = bench.generate_in_chunks(count, design, motifs, background, [3, 1], workers=1)
+            three = bench.generate_in_chunks(count, design, motifs, background, [3, 1], workers=3)
+            assert len(one) == count and one.sequences == three.sequences
+            assert np.array_equal(one.labels, three.labels)
+            assert one.columns.keys() == three.columns.keys()
+            for key in one.columns:
+                assert list(one.columns[key]) == list(three.columns[key])
+            first_chunk = bench.generate_examples(
+                bench.CHUNK, design, motifs, background, np.random.default_rng([3, 1, 0])
+            )
+            assert one.sequences[: bench.CHUNK] == first_chunk.sequences
+
+
 def test_genome_background_skips_n_rich_windows(bench, tmp_path):
     from dnabird.genome.regions import Genome
 
@@ -152,7 +178,9 @@ def test_windows_are_centred_token_runs(bench):
     tokenizer = DNATokenizer.train(examples.sequences, 40, "bpe")
     centre = design.seq_bp // 2
     for window in (64, 4096):
-        data = bench.encode_windows(tokenizer, examples.sequences, window, centre)
+        data = bench.encode_windows(
+            tokenizer, tokenizer.encode_batch(examples.sequences), window, centre
+        )
         assert data.input_ids.shape == data.attention_mask.shape == (12, window)
         for i, seq in enumerate(examples.sequences):
             ids = tokenizer.encode(seq)

@@ -97,8 +97,17 @@ class Genome:
     ) -> None:
         self.path = Path(fasta)
         self.keep_case = keep_case
+        self._cache_dir = cache_dir
         self._reader = IndexedFasta(indexed_source(self.path, cache_dir))
         self.lengths: dict[str, int] = dict(self._reader.lengths)
+
+    def __getstate__(self) -> dict:
+        """Pickled as its path and settings: an unpickled copy (in another process, say)
+        opens its own file handles."""
+        return {"fasta": self.path, "cache_dir": self._cache_dir, "keep_case": self.keep_case}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["fasta"], cache_dir=state["cache_dir"], keep_case=state["keep_case"])
 
     @property
     def chromosomes(self) -> list[str]:

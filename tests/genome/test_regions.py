@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -96,6 +97,19 @@ def test_fetch_on_a_small_fasta_maps_ambiguity_codes(data_file, tmp_path):
         kept = Genome(path, cache_dir=tmp_path / "cache", keep_case=True)
         assert kept.fetch("chr1", 0, len(records["chr1"])).count("n") > 0
         kept.close()
+
+
+def test_a_pickled_genome_reopens_the_file_with_its_settings(data_file, tmp_path):
+    path = _gzip(data_file("tiny.fa"))
+    with Genome(path, cache_dir=tmp_path / "cache", keep_case=True) as genome:
+        cached = sorted((tmp_path / "cache").rglob("*"))
+        copy = pickle.loads(pickle.dumps(genome))
+        assert copy.path == genome.path and copy.keep_case and copy.lengths == genome.lengths
+        assert copy._reader is not genome._reader  # its own file handles
+        for name, length in genome.lengths.items():
+            assert copy.fetch(name, 0, length) == genome.fetch(name, 0, length)
+        copy.close()
+        assert cached and sorted((tmp_path / "cache").rglob("*")) == cached  # its cache reused
 
 
 def _error(genome: Genome, *args) -> str:
