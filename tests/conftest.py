@@ -6,9 +6,11 @@ Markers: ``slow`` (excluded by ``make test``), ``gpu`` (skipped without CUDA) an
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -56,6 +58,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(no_cuda)
         if "realdata" in item.keywords and not has_data:
             item.add_marker(no_data)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark(name)``: the script ``benchmarks/<name>.py`` as a module, loaded once
+    per session and registered in ``sys.modules`` while the session lasts (dataclasses look
+    their module up)."""
+    loaded: dict[str, object] = {}
+
+    def load(name: str):
+        if name not in loaded:
+            path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    yield load
+    for name in loaded:
+        del sys.modules[f"{name}_benchmark"]
 
 
 @pytest.fixture

@@ -6,26 +6,16 @@ asserted."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("transformers")
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "attention.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("attention_benchmark", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def bench(load_benchmark):
+    return load_benchmark("attention")
 
 
 def test_a_failing_contender_is_left_out_with_its_error(bench, monkeypatch):

@@ -3,26 +3,15 @@ are planted, the label rules, determinism by seed, and the token windows."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from dnabird.errors import ConfigError, InputError
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "long_range.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("long_range_benchmark", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def bench(load_benchmark):
+    return load_benchmark("long_range")
 
 
 def small_design(bench, **overrides):

@@ -5,27 +5,17 @@ profile, the memory child and the printed tables. No timing is asserted."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("transformers")
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "predict.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("predict_benchmark", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def bench(load_benchmark):
+    return load_benchmark("predict")
 
 
 @pytest.fixture(scope="module")
