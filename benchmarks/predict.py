@@ -4,7 +4,8 @@ One process, the contenders side by side on the same token batches (fp32, eval m
 ``torch.inference_mode``, the same torch threads and batch size):
 
 - ``ours``: dnabird's :class:`BigBirdForMultiLabelClassification` (what ``dnabird predict``
-  runs for a chromatin model: encoder + [CLS] head), a freshly initialised (seeded) model of
+  runs for a chromatin model: encoder + [CLS] head, called with ``cls_only=True`` so the last
+  layer computes the [CLS] row alone), a freshly initialised (seeded) model of
   ``--preset`` with our own random blocks (``random_mode="fixed"``, the default of every
   model dnabird trains): per ordinary query block 2 global + 3 window + 3 random key blocks,
   the same amount of attention work as transformers' block-sparse attention.
@@ -204,10 +205,11 @@ def is_ours(model: torch.nn.Module) -> bool:
 
 
 def forward(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """One batch through a contender: our head model's logits ``[B, K]``, or HF's last
-    hidden states ``[B, L, C]``."""
+    """One batch through a contender: our head model's logits ``[B, K]`` (with
+    ``cls_only=True``, as ``dnabird predict`` calls it: the last layer computes [CLS] alone),
+    or HF's last hidden states ``[B, L, C]``."""
     if is_ours(model):
-        return model(ids, mask).logits
+        return model(ids, mask, cls_only=True).logits
     return model(input_ids=ids, attention_mask=mask).last_hidden_state
 
 

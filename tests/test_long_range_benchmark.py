@@ -195,6 +195,25 @@ def test_windows_are_centred_token_runs(bench):
                 assert middle - first == (window - 2) // 2
 
 
+def test_trimmed_padding_keeps_every_token(bench):
+    from dnabird.tokenizer import DNATokenizer
+
+    design = small_design(bench)
+    _, examples = generate(bench, design, 12, seed=2)
+    tokenizer = DNATokenizer.train(examples.sequences, 40, "bpe")
+    encoded = tokenizer.encode_batch(examples.sequences)
+    full = [bench.encode_windows(tokenizer, ids, 4096, 1200) for ids in (encoded[:8], encoded[8:])]
+    trimmed = bench.trim_padding(full, block_size=16)
+    longest = max(int(w.attention_mask.sum(axis=1).max()) for w in full)
+    width = trimmed[0].input_ids.shape[1]
+    assert width % 16 == 0 and longest <= width < longest + 16 and width < 4096
+    for before, after in zip(full, trimmed, strict=True):
+        assert after.input_ids.shape[1] == after.attention_mask.shape[1] == width
+        assert np.array_equal(after.input_ids, before.input_ids[:, :width])
+        assert not before.attention_mask[:, width:].any()  # only padding was cut
+        assert np.array_equal(after.spans, before.spans)
+
+
 def test_motifs_inside_counts_whole_copies(bench):
     from dnabird.data.multilabel import Features, MultiLabelExamples
 

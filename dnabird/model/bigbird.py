@@ -100,11 +100,20 @@ class SelfAttention(nn.Module):
         self.output = nn.Linear(C, C)
 
     def forward(
-        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, pattern: BlockPattern | None
+        self,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        pattern: BlockPattern | None,
+        first_row: bool = False,
     ) -> torch.Tensor:
         """``x: [B, L, C]``, ``key_padding_mask: [B, L]`` bool (True = real; None = no
         padding) -> ``[B, L, C]``. ``pattern``: the layer's BlockPattern, None for full
-        attention."""
+        attention. ``first_row=True``: position 0's output alone, ``[B, 1, C]``, for a
+        position 0 that attends to every key (full attention, or a global block of the
+        pattern): one query row against all real keys, which is what the full computation
+        gives that row."""
+        if first_row:
+            return self._first_row(x, key_padding_mask)
         B, L, C = x.shape
         H = self.num_heads
 
@@ -115,11 +124,7 @@ class SelfAttention(nn.Module):
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         dropout_p = self.dropout_p if self.training else 0.0
         if pattern is None:
-            bias = None
-            if key_padding_mask is not None:
-                # Additive (not boolean) so a row whose keys are all padding stays finite.
-                bias = torch.zeros(B, 1, 1, L, dtype=q.dtype, device=q.device)
-                bias.masked_fill_(~key_padding_mask[:, None, None, :], torch.finfo(q.dtype).min)
+            bias = padding_bias(key_padding_mask, q.dtype)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
         else:
             D = q.shape[-1]
@@ -130,6 +135,32 @@ class SelfAttention(nn.Module):
             )[..., :D]  # (B, H, L, D)
         y = y.transpose(1, 2).reshape(B, L, C)  # (B, L, C)
         return self.output(y)
+
+    def _first_row(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """``forward(first_row=True)``: ``x: [B, L, C]`` -> ``[B, 1, C]``."""
+        B, L, C = x.shape
+        H = self.num_heads
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(B, t.shape[1], H, C // H).transpose(1, 2)  # (B, H, rows, D)
+
+        q = heads(self.query(x[:, :1]))  # (B, H, 1, D)
+        k, v = heads(self.key(x)), heads(self.value(x))  # (B, H, L, D)
+        dropout_p = self.dropout_p if self.training else 0.0
+        bias = padding_bias(key_padding_mask, q.dtype)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+        return self.output(y.transpose(1, 2).reshape(B, 1, C))
+
+
+def padding_bias(key_padding_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Additive attention bias ``[B, 1, 1, L]`` from ``key_padding_mask: [B, L]`` (True =
+    real): 0 on real keys, the dtype's minimum on padding; None without a mask. Additive (not
+    boolean) so a row whose keys are all padding stays finite."""
+    if key_padding_mask is None:
+        return None
+    B, L = key_padding_mask.shape
+    bias = torch.zeros(B, 1, 1, L, dtype=dtype, device=key_padding_mask.device)
+    return bias.masked_fill_(~key_padding_mask[:, None, None, :], torch.finfo(dtype).min)
 
 
 def weigh_first_block(
@@ -172,12 +203,18 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, pattern: BlockPattern | None
+        self,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        pattern: BlockPattern | None,
+        first_row: bool = False,
     ) -> torch.Tensor:
-        """``x: [B, L, C]``, ``key_padding_mask: [B, L]`` bool or None -> ``[B, L, C]``."""
-        a = self.attention(x, key_padding_mask, pattern)  # (B, L, C)
-        x = self.attention_norm(x + self.dropout(a))
-        f = self.output(self.activation(self.intermediate(x)))  # (B, L, C)
+        """``x: [B, L, C]``, ``key_padding_mask: [B, L]`` bool or None -> ``[B, L, C]``, or
+        ``[B, 1, C]`` with ``first_row=True`` (position 0 alone, when it attends to every
+        key: see :meth:`SelfAttention.forward`; the other rows' work is skipped)."""
+        a = self.attention(x, key_padding_mask, pattern, first_row)  # (B, R, C)
+        x = self.attention_norm((x[:, :1] if first_row else x) + self.dropout(a))
+        f = self.output(self.activation(self.intermediate(x)))  # (B, R, C)
         return self.output_norm(x + self.dropout(f))
 
 
@@ -232,9 +269,15 @@ class BigBirdEncoder(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        first_only: bool = False,
     ) -> torch.Tensor:
         """``input_ids: [B, L]`` long; ``attention_mask: [B, L]`` (1 real, 0 pad; default all
-        real); ``token_type_ids: [B, L]`` (default 0) -> hidden states ``[B, L, C]``."""
+        real); ``token_type_ids: [B, L]`` (default 0) -> hidden states ``[B, L, C]``.
+
+        ``first_only=True`` returns position 0 alone, ``[B, 1, C]`` (what a [CLS] head
+        reads): where position 0 attends to every key in the last layer (full attention, or
+        ITC with a global first block) that layer computes only that row, a layer's worth of
+        projections and feed-forward saved; otherwise every row is computed and cut."""
         config = self.config
         input_ids, token_type_ids = check_inputs(
             config, input_ids, attention_mask, token_type_ids, self.embeddings.word_embeddings
@@ -265,9 +308,13 @@ class BigBirdEncoder(nn.Module):
             if sparse
             else [None] * len(self.layers)
         )
-        for layer, pattern in zip(self.layers, patterns, strict=True):
+        last = len(self.layers) - 1
+        first_row_sees_all = G == 0 and (patterns[last] is None or patterns[last].num_front_global)
+        for index, (layer, pattern) in enumerate(zip(self.layers, patterns, strict=True)):
+            if first_only and index == last and first_row_sees_all:
+                return layer(x, mask, pattern, first_row=True)  # (B, 1, C)
             x = layer(x, mask, pattern)  # (B, Lp, C)
-        return x[:, G : G + L]  # (B, L, C)
+        return x[:, G : G + 1] if first_only else x[:, G : G + L]  # (B, 1 or L, C)
 
 
 def describe_tensor(t: object) -> str:

@@ -73,7 +73,8 @@ class ModelOutput:
     ``[B, K]``, token classification ``[B, L, K]``, question answering ``[B, L, 2]``
     (start, end scores); see the module table."""
     hidden_states: torch.Tensor
-    """Output of the last encoder layer, ``[B, L, C]`` (transformers calls this
+    """Output of the last encoder layer, ``[B, L, C]`` (``[B, 1, C]`` from a sequence
+    classifier called with ``cls_only=True``; transformers calls this
     ``last_hidden_state``; its ``hidden_states`` is a tuple of every layer's output, which
     dnabird does not return)."""
 
@@ -266,7 +267,10 @@ class _LabelledHeadModel(BigBirdPreTrainedModel):
         labels: torch.Tensor | None = None,
     ) -> ModelOutput:
         """``input_ids: [B, L]``; labels as the subclass's ``loss`` documents."""
-        h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, L, C)
+        return self._head_output(self.encoder(input_ids, attention_mask, token_type_ids), labels)
+
+    def _head_output(self, h: torch.Tensor, labels: torch.Tensor | None) -> ModelOutput:
+        """The head on hidden states ``h`` (``[B, L, C]``), and the loss when labelled."""
         logits = self.head(h)  # (B, K) per sequence or (B, L, K) per token
         loss = None if labels is None else self.loss(logits, labels)
         return ModelOutput(logits=logits, hidden_states=h, loss=loss)
@@ -284,6 +288,21 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
         self.num_labels = _positive(num_labels, "num_labels")
         self.head = ClassificationHead(config, num_labels)
         self.head.apply(init_weights(config))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        cls_only: bool = False,
+    ) -> ModelOutput:
+        """``input_ids: [B, L]``; labels as :meth:`loss` documents. ``cls_only=True``: the
+        encoder's last layer computes the [CLS] row alone (the row the head reads; see
+        ``BigBirdEncoder.forward(first_only=True)``): the same logits for less work, and
+        ``hidden_states`` is then ``[B, 1, C]``."""
+        h = self.encoder(input_ids, attention_mask, token_type_ids, first_only=cls_only)
+        return self._head_output(h, labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Scalar loss of ``logits [B, K]`` against ``labels: [B]`` class indices (long; -100

@@ -154,7 +154,9 @@ class Classifier:
         self.model.eval()
         try:
             logits = self.model(
-                batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+                batch["input_ids"].to(self.device),
+                batch["attention_mask"].to(self.device),
+                cls_only=True,  # the head reads [CLS]: the last layer computes it alone
             ).logits.double()
         finally:
             self.model.train(was_training)

@@ -165,11 +165,13 @@ class FinetuneModule(TrainingModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Keep the batch's logits (sequence) or probabilities (multi-label, averaged over
         both strands when the batch has them) for the end of the validation."""
-        logits = self.model(batch["input_ids"], batch["attention_mask"]).logits
+        logits = self.model(batch["input_ids"], batch["attention_mask"], cls_only=True).logits
         if self.multilabel:
             scores = torch.sigmoid(logits.double())
             if "reverse_input_ids" in batch:
-                other = self.model(batch["reverse_input_ids"], batch["reverse_attention_mask"])
+                other = self.model(
+                    batch["reverse_input_ids"], batch["reverse_attention_mask"], cls_only=True
+                )
                 scores = (scores + torch.sigmoid(other.logits.double())) / 2
             logits = scores
         self._val_logits.append(logits.detach())

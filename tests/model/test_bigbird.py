@@ -71,6 +71,53 @@ def test_padded_batch_matches_unpadded_sequences(seed, mode):
         torch.testing.assert_close(out[row, :length], singles[row], atol=1e-5, rtol=1e-5)
 
 
+FIRST_ROW_CASES = [
+    pytest.param(dict(attention_type="original_full"), True, id="full"),
+    pytest.param(dict(), True, id="itc-auto"),
+    pytest.param(dict(random_mode="hf"), True, id="itc-hf-mode"),
+    pytest.param(dict(num_global_blocks=1), True, id="itc-one-global"),
+    pytest.param(dict(num_global_blocks=0), False, id="no-global"),
+    pytest.param(dict(global_mode="etc"), False, id="etc"),
+]
+
+
+@pytest.mark.parametrize(("mode", "skips_rows"), FIRST_ROW_CASES)
+def test_first_only_gives_the_first_row_and_skips_the_others_where_it_sees_every_key(
+    seed, mode, skips_rows
+):
+    config = tiny(**mode)
+    encoder = BigBirdEncoder(config).eval()
+    rows_fed = []
+    encoder.layers[-1].intermediate.register_forward_hook(
+        lambda module, inputs, output: rows_fed.append(inputs[0].shape[1])
+    )
+    for length in (37, 300):  # full attention, then block-sparse (19 blocks of 16)
+        ids = random_ids(config, 3, length)
+        mask = torch.ones_like(ids)
+        mask[1, length // 2 :] = 0
+        with torch.no_grad():
+            full = encoder(ids, mask)
+            rows_fed.clear()
+            first = encoder(ids, mask, first_only=True)
+        assert first.shape == (3, 1, config.hidden_size)
+        torch.testing.assert_close(first, full[:, :1], rtol=1e-5, atol=1e-5)
+        # the last layer's feed-forward ran on [CLS] alone, or on every (padded) row
+        assert rows_fed == [1] if skips_rows else rows_fed[0] >= length
+
+
+def test_a_sequence_classifier_with_cls_only_gives_the_same_logits(seed):
+    from dnabird.model import BigBirdForSequenceClassification
+
+    config = tiny()
+    model = BigBirdForSequenceClassification(config, 3).eval()
+    ids = random_ids(config, 2, 300)
+    with torch.no_grad():
+        full, fast = model(ids), model(ids, cls_only=True)
+    torch.testing.assert_close(fast.logits, full.logits, rtol=1e-5, atol=1e-6)
+    assert fast.hidden_states.shape == (2, 1, config.hidden_size)
+    assert full.hidden_states.shape == (2, 300, config.hidden_size)
+
+
 def test_padding_changes_nothing_when_its_content_changes(seed):
     """Padded positions are never attended: garbage token ids there do not matter."""
     config = tiny(attention_type="block_sparse", attention_backend="dense")

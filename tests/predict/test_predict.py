@@ -69,13 +69,14 @@ def test_the_three_formats_hold_the_same_rows(model_dir: Path, fasta: Path, tmp_
     with h5py.File(tmp_path / "preds.h5") as h5:
         assert h5["data"].dtype == np.float32 and h5["data"].shape == (6, 3)
         assert [f.decode() for f in h5["features"][:]] == ["ctcf", "atac", "k27ac"]
-    # the API gives the same numbers as the files, and equals Predictor.predict
+    # the API gives the same numbers as the files, and equals Predictor.predict (other batch
+    # sizes than the files' 3: float32 rounding of the batched matmuls differs, ~1e-7)
     api = predict(model_dir, fasta=fasta, device="cpu")
-    np.testing.assert_allclose(_values(api), _values(reference), atol=1e-7)
+    np.testing.assert_allclose(_values(api), _values(reference), atol=1e-6)
     direct, _ = Predictor.load(model_dir, device="cpu").predict(
         ["N" * 90 + SEQUENCES["seq0"] + "N" * 90]
     )
-    np.testing.assert_allclose(_values(reference)[0], direct[0], atol=1e-7)
+    np.testing.assert_allclose(_values(reference)[0], direct[0], atol=1e-6)
     manifest = json.loads((tmp_path / "preds.manifest.json").read_text())
     assert manifest["rows"] == 6 and manifest["not_scored"] == 0
     assert manifest["parameters"]["rc"] == "mean" and manifest["parameters"]["window_bp"] == 300
