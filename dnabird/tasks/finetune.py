@@ -143,8 +143,12 @@ class FinetuneModule(TrainingModule):
         return groups
 
     def forward(self, batch: dict[str, torch.Tensor]) -> Any:
-        """The model on a batch: ``logits`` [B, K], and ``loss`` when it has ``labels``."""
-        return self.model(batch["input_ids"], batch["attention_mask"], labels=batch.get("labels"))
+        """The model on a batch: ``logits`` [B, K], and ``loss`` when it has ``labels`` (its
+        last layer computes the [CLS] row alone, the row the head reads: the same loss and
+        gradients for less work)."""
+        return self.model(
+            batch["input_ids"], batch["attention_mask"], labels=batch.get("labels"), cls_only=True
+        )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self(batch)

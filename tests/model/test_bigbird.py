@@ -118,6 +118,28 @@ def test_a_sequence_classifier_with_cls_only_gives_the_same_logits(seed):
     assert full.hidden_states.shape == (2, 300, config.hidden_size)
 
 
+def test_cls_only_training_gives_the_same_loss_and_gradients(seed):
+    from dnabird.model import BigBirdForMultiLabelClassification
+
+    config = tiny()
+    model = BigBirdForMultiLabelClassification(config, 4).train()  # no dropout in tiny()
+    ids = random_ids(config, 3, 300)
+    mask = torch.ones_like(ids)
+    mask[2, 200:] = 0
+    labels = torch.tensor([[1, 0, 0, 1], [0, 0, 1, 0], [1, 1, 0, 0]], dtype=torch.float32)
+    results = []
+    for cls_only in (False, True):
+        model.zero_grad()
+        loss = model(ids, mask, labels=labels, cls_only=cls_only).loss
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (loss_full, grads_full), (loss_fast, grads_fast) = results
+    torch.testing.assert_close(loss_fast, loss_full, rtol=1e-6, atol=1e-7)
+    assert all(g.abs().sum() > 0 for g in grads_fast)  # every parameter still learns
+    for fast, full in zip(grads_fast, grads_full, strict=True):
+        torch.testing.assert_close(fast, full, rtol=1e-4, atol=1e-7)
+
+
 def test_padding_changes_nothing_when_its_content_changes(seed):
     """Padded positions are never attended: garbage token ids there do not matter."""
     config = tiny(attention_type="block_sparse", attention_backend="dense")
