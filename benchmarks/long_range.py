@@ -436,7 +436,7 @@ def train_model(config, data: Windows, labels: np.ndarray, steps: int, args: arg
         if len(order) < args.batch_size:
             order += rng.permutation(len(labels)).tolist()
         batch, order = order[: args.batch_size], order[args.batch_size :]
-        loss = model(ids[batch], mask[batch], labels=targets[batch]).loss
+        loss = model(ids[batch], mask[batch], labels=targets[batch], cls_only=True).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -476,7 +476,7 @@ def predict(model, data: Windows, batch_size: int = 16) -> np.ndarray:
         for i in range(0, len(data.input_ids), batch_size):
             ids = torch.from_numpy(data.input_ids[i : i + batch_size]).to(device)
             mask = torch.from_numpy(data.attention_mask[i : i + batch_size]).to(device)
-            out.append(torch.sigmoid(model(ids, mask).logits.float()).cpu().numpy())
+            out.append(torch.sigmoid(model(ids, mask, cls_only=True).logits.float()).cpu().numpy())
     return np.concatenate(out).astype(np.float64)
 
 
