@@ -695,7 +695,8 @@ def main(argv: list[str] | None = None) -> dict:
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "design": asdict(design),
     }
-    for key in ("out", "json", "overwrite", "log_every", "threads", "device", "max_train_s"):
+    # kept: everything that changes the result (--max-train-s changes the steps trained)
+    for key in ("out", "json", "overwrite", "log_every", "threads", "device"):
         parameters.pop(key)
     genome = None
     if args.background == "genome":

@@ -188,6 +188,17 @@ class _Demo:
         """Name an output (``path`` relative to the folder) for the summary and report."""
         self.outputs[path] = what
 
+    def prediction_output(self, path: str, what: str, rows: str) -> None:
+        """A prediction file and the two written beside it (``.NA``: the ``rows`` that could
+        not be scored; ``.manifest.json``)."""
+        from dnabird.predict.writers import side_path
+
+        self.output(path, what)
+        self.output(
+            side_path(path, ".NA").name, f"{rows} that could not be scored, with the reason"
+        )
+        self.output(side_path(path, ".manifest.json").name, f"inputs and settings of {path}")
+
     def run(self, data_dir: Path | None, genome: str | Path | None) -> dict[str, Any]:
         """Every stage, in order, on the real data in ``data_dir`` (None: synthetic data),
         pretraining on ``genome`` when given; returns the summary (also summary.json)."""
@@ -471,9 +482,9 @@ class _Demo:
         predict_to_file(model, self.out / "predictions.tsv", fasta=self.out / "test_windows.fa")
         self.summary["predict"] = {"windows": windows}
         self.output("test_windows.fa", "test windows to predict (one per track, one negative)")
-        self.output("predictions.tsv", "predicted profiles of test_windows.fa")
-        self.output("predictions.NA", "windows that could not be scored, with the reason")
-        self.output("predictions.manifest.json", "inputs and settings of predictions.tsv")
+        self.prediction_output(
+            "predictions.tsv", "predicted profiles of test_windows.fa", "windows"
+        )
         self.stage("predict")
 
     def variants(self, model: Path, data: DemoData) -> None:
@@ -494,9 +505,9 @@ class _Demo:
             "focus": data.sources["focus"],
         }
         self.output("variants.vcf", "five records near the focus site (one wrong REF)")
-        self.output("variant_effects.tsv", "P(alt) - P(ref) per allele and track")
-        self.output("variant_effects.NA", "alleles that could not be scored, with the reason")
-        self.output("variant_effects.manifest.json", "inputs and settings of the effects")
+        self.prediction_output(
+            "variant_effects.tsv", "P(alt) - P(ref) per allele and track", "alleles"
+        )
         self.stage("variant-effect")
 
     def mutagenesis(self, model: Path, data: DemoData) -> None:

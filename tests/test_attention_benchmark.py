@@ -45,10 +45,12 @@ def test_a_failing_contender_is_left_out_with_its_error(bench, monkeypatch):
     assert result["failed"] == {
         "hf-block-sparse": "RuntimeError: scatter(): Expected self.dtype to be equal to src.dtype"
     }
-    healthy = bench.measure(args, "attention", 512, 64, False, cpu, torch.float32) | {
-        "median_s": {"ours-blocked": 1.0, "hf-block-sparse": 3.0, "dense-sdpa": 2.0}
+    healthy = {  # a made-up row at another length where the peer ran
+        **result,
+        "length": 1024,
+        "median_s": {"ours-blocked": 1.0, "hf-block-sparse": 3.0, "dense-sdpa": 2.0},
+        "failed": {},
     }
-    healthy["length"] = 1024
     out = io.StringIO()
     bench.report([result, healthy], out=out)
     table = out.getvalue()
@@ -57,3 +59,4 @@ def test_a_failing_contender_is_left_out_with_its_error(bench, monkeypatch):
     assert row_512.split(" | ")[2] == "-"  # the peer's cell, and its ratio below
     assert "| - |" in row_512
     assert "left out at 512 tokens: hf-block-sparse (RuntimeError: scatter()" in table
+    assert "left out at 1024" not in table
