@@ -1,7 +1,7 @@
 """Prediction throughput and memory: dnabird vs Hugging Face BigBird on real DNA windows.
 
-One process, the contenders side by side on the same token batches (fp32, eval mode,
-``torch.inference_mode``, the same torch threads and batch size):
+One process, the contenders side by side on the same token batches (eval mode,
+``torch.inference_mode``, the same torch threads, batch size and ``--precision``):
 
 - ``ours``: dnabird's :class:`BigBirdForMultiLabelClassification` (what ``dnabird predict``
   runs for a chromatin model: encoder + [CLS] head, called with ``cls_only=True`` so the last
@@ -16,6 +16,13 @@ One process, the contenders side by side on the same token batches (fp32, eval m
   weights by :func:`dnabird.model.hf.to_hf` (encoder only: the peer's head is left out,
   which can only favour it). transformers switches itself to full attention for inputs of at
   most ``(5 + 2r) * b`` tokens (704 at b = 64, r = 3); the table says where it did.
+
+Precision (``--precision``): ``32-true`` runs all three in float32. ``bf16-mixed`` runs ours
+as ``dnabird predict --precision bf16-mixed`` does (bfloat16 matrix products under
+``torch.autocast``; our attention kernel computes in float32) and the peer with its weights
+cast to bfloat16 (``model.to(torch.bfloat16)``): transformers' block-sparse attention raises
+under CPU autocast (``scatter(): Expected self.dtype to be equal to src.dtype``), and bfloat16
+weights are its one bfloat16 mode that runs.
 
 Windows: ``--windows`` bp cut at seeded random places from the last 300 kbp of the soft-masked
 hg38 chr2 excerpt (``../shared/data``; read through :class:`dnabird.genome.regions.Genome`
@@ -167,34 +174,51 @@ def model_config(preset: str, vocab_size: int, max_positions: int, seed: int):
     )
 
 
-def build_model(config, name: str, seed: int):
-    """One contender's model in eval mode, weights from ``torch.manual_seed(seed)`` (the
-    same for every contender): ours (``config``), ours-hf-mode (``random_mode="hf"``), or
-    the HF encoder converted from ours-hf-mode with ``to_hf`` (exact)."""
+def build_model(config, name: str, seed: int, precision: str = "32-true"):
+    """One contender's model in eval mode at ``precision``, weights from
+    ``torch.manual_seed(seed)`` (the same for every contender): ours (``config``), ours-hf-mode
+    (``random_mode="hf"``), both prepared as ``dnabird predict`` prepares a model
+    (:func:`~dnabird.model.pretrained.for_inference`), or the HF encoder converted from
+    ours-hf-mode with ``to_hf`` (exact; see :func:`peer`)."""
     from dnabird.model import BigBirdForMultiLabelClassification
-    from dnabird.model.hf import to_hf
+    from dnabird.model.pretrained import for_inference
 
     torch.manual_seed(seed)
     if name == "ours":
-        return BigBirdForMultiLabelClassification(config, NUM_LABELS).eval()
+        model = BigBirdForMultiLabelClassification(config, NUM_LABELS)
+        return for_inference(model, torch.device("cpu"), precision)
     exact = BigBirdForMultiLabelClassification(
         dataclasses.replace(config, random_mode="hf"), NUM_LABELS
     ).eval()
     if name == "ours-hf-mode":
-        return exact
-    return to_hf(exact.encoder).eval()
+        return for_inference(exact, torch.device("cpu"), precision)
+    return peer(exact, precision)
 
 
-def build_models(config, seed: int) -> dict[str, torch.nn.Module]:
-    """All three contenders, sharing one set of weights (ours' copied into the others)."""
+def peer(exact: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """The HF encoder converted from the float32 ours-hf-mode ``exact``, in eval mode; for
+    ``bf16-mixed`` its weights cast to bfloat16 (see the module docstring)."""
     from dnabird.model.hf import to_hf
 
-    models = {"ours": build_model(config, "ours", seed)}
+    model = to_hf(exact.encoder).eval()
+    return model.to(torch.bfloat16) if precision == "bf16-mixed" else model
+
+
+def build_models(config, seed: int, precision: str = "32-true") -> dict[str, torch.nn.Module]:
+    """All three contenders at ``precision``, sharing one set of weights (ours' copied into
+    the others)."""
+    from dnabird.model.pretrained import for_inference
+
+    ours = build_model(config, "ours", seed)
     exact = build_model(config, "ours-hf-mode", seed)
-    exact.load_state_dict(models["ours"].state_dict())
-    models["ours-hf-mode"] = exact
-    models["hf"] = to_hf(exact.encoder).eval()
-    return models
+    exact.load_state_dict(ours.state_dict())
+    hf = peer(exact, precision)  # from the float32 weights
+    cpu = torch.device("cpu")
+    return {
+        "ours": for_inference(ours, cpu, precision),
+        "ours-hf-mode": for_inference(exact, cpu, precision),
+        "hf": hf,
+    }
 
 
 def is_ours(model: torch.nn.Module) -> bool:
@@ -204,13 +228,30 @@ def is_ours(model: torch.nn.Module) -> bool:
     return isinstance(model, BigBirdPreTrainedModel)
 
 
-def forward(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def forward(
+    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, precision: str = "32-true"
+) -> torch.Tensor:
     """One batch through a contender: our head model's logits ``[B, K]`` (with
-    ``cls_only=True``, as ``dnabird predict`` calls it: the last layer computes [CLS] alone),
-    or HF's last hidden states ``[B, L, C]``."""
+    ``cls_only=True`` and under ``precision``'s autocast, as ``dnabird predict`` calls it: the
+    last layer computes [CLS] alone), or HF's last hidden states ``[B, L, C]``."""
+    from dnabird.model.pretrained import inference_autocast
+
     if is_ours(model):
-        return model(ids, mask, cls_only=True).logits
+        with inference_autocast(ids.device, precision):
+            return model(ids, mask, cls_only=True).logits
     return model(input_ids=ids, attention_mask=mask).last_hidden_state
+
+
+@torch.inference_mode()
+def precision_error(reference, model, ids: torch.Tensor, mask: torch.Tensor, precision: str):
+    """How far ``model`` at ``precision`` is from the float32 ``reference`` (the same weights)
+    on one batch: max abs difference of the logits and of the probabilities (sigmoid)."""
+    exact = forward(reference, ids, mask)
+    got = forward(model, ids, mask, precision).float()
+    return {
+        "logits": float((got - exact).abs().max()),
+        "probabilities": float((torch.sigmoid(got) - torch.sigmoid(exact)).abs().max()),
+    }
 
 
 def hf_attention_used(model: torch.nn.Module) -> str:
@@ -222,15 +263,20 @@ def hf_attention_used(model: torch.nn.Module) -> str:
 
 
 @torch.inference_mode()
-def differences(models, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+def differences(
+    models, ids: torch.Tensor, mask: torch.Tensor, precision: str = "32-true"
+) -> dict[str, float]:
     """Max abs difference of the last hidden states at real (unpadded) positions between
-    the HF peer and each of ours (ours-hf-mode should agree to float rounding; ours differs
-    wherever its own random blocks differ from HF's block 0)."""
+    the HF peer and each of ours (in float32, ours-hf-mode should agree to float rounding;
+    ours differs wherever its own random blocks differ from HF's block 0)."""
+    from dnabird.model.pretrained import inference_autocast
+
     real = mask.bool()
-    theirs = models["hf"](input_ids=ids, attention_mask=mask).last_hidden_state
+    theirs = models["hf"](input_ids=ids, attention_mask=mask).last_hidden_state.float()
     out = {}
     for name in ("ours-hf-mode", "ours"):
-        mine = models[name].encoder(ids, mask)
+        with inference_autocast(ids.device, precision):
+            mine = models[name].encoder(ids, mask).float()
         out[name] = float((mine - theirs).abs()[real].max())
     return out
 
@@ -306,7 +352,7 @@ class PartClock:
 
 @torch.inference_mode()
 def time_contenders(
-    models, ids, mask, repeats: int, warmup: int
+    models, ids, mask, repeats: int, warmup: int, precision: str = "32-true"
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
     """Seconds per batch of each contender (``warmup`` untimed calls each, then ``repeats``
     rounds with the contenders alternating) and the median seconds of each part of its
@@ -314,15 +360,17 @@ def time_contenders(
     synchronised and only their totals timed)."""
     for _ in range(warmup):
         for model in models.values():
-            forward(model, ids, mask)
+            forward(model, ids, mask, precision)
     if ids.is_cuda:
-        return _time_cuda(models, ids, mask, repeats), {}
+        return _time_cuda(models, ids, mask, repeats, precision), {}
     clocks = {name: PartClock(model) for name, model in models.items()}
     calls: dict[str, list[dict[str, float]]] = {name: [] for name in models}
     try:
         for _ in range(repeats):
             for name, model in models.items():
-                calls[name].append(clocks[name].call(lambda model=model: forward(model, ids, mask)))
+                calls[name].append(
+                    clocks[name].call(lambda model=model: forward(model, ids, mask, precision))
+                )
     finally:
         for clock in clocks.values():
             clock.close()
@@ -334,14 +382,14 @@ def time_contenders(
     return times, parts
 
 
-def _time_cuda(models, ids, mask, repeats: int) -> dict[str, list[float]]:
+def _time_cuda(models, ids, mask, repeats: int, precision: str) -> dict[str, list[float]]:
     """Seconds per synchronised call of each contender, alternating."""
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
         for name, model in models.items():
             torch.cuda.synchronize()
             started = time.perf_counter()
-            forward(model, ids, mask)
+            forward(model, ids, mask, precision)
             torch.cuda.synchronize()
             times[name].append(time.perf_counter() - started)
     return times
@@ -362,7 +410,7 @@ def memory_child(spec: dict[str, Any]) -> dict[str, float]:
     from dnabird.model import BigBirdConfig
 
     config = BigBirdConfig.from_dict(spec["config"])
-    model = build_model(config, spec["name"], spec["seed"])
+    model = build_model(config, spec["name"], spec["seed"], spec["precision"])
     batch = torch.load(spec["batch"], weights_only=True)
     gc.collect()
     with contextlib.suppress(OSError):  # hand freed heap pages back (building HF's copy)
@@ -371,12 +419,14 @@ def memory_child(spec: dict[str, Any]) -> dict[str, float]:
         handle.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
     loaded = _status_mib("VmRSS")
     with torch.inference_mode():
-        forward(model, batch["input_ids"], batch["attention_mask"])
+        forward(model, batch["input_ids"], batch["attention_mask"], spec["precision"])
     peak = _status_mib("VmHWM")
     return {"loaded_mib": loaded, "peak_mib": peak, "rise_mib": peak - loaded}
 
 
-def measure_memory(config, name: str, ids, mask, seed: int, threads: int, work: Path) -> dict:
+def measure_memory(
+    config, name: str, ids, mask, seed: int, threads: int, work: Path, precision: str = "32-true"
+) -> dict:
     """:func:`memory_child` of one contender in a fresh subprocess."""
     batch = work / "batch.pt"
     torch.save({"input_ids": ids, "attention_mask": mask}, batch)
@@ -386,6 +436,7 @@ def measure_memory(config, name: str, ids, mask, seed: int, threads: int, work: 
         "seed": seed,
         "threads": threads,
         "batch": str(batch),
+        "precision": precision,
     }
     cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(spec)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -494,6 +545,8 @@ def streaming_memory(args, tokenizer, sequence: str, work: Path, threads: int) -
             str(args.stream_batch_size),
             "--device",
             "cpu",
+            "--precision",
+            args.precision,
         ]
         peak, seconds = run_peak_rss(cmd, env, work)
         with open(out, encoding="utf-8") as handle:
@@ -522,7 +575,7 @@ def report(results: dict[str, Any], out=sys.stdout) -> None:
         f"{meta['load_average']} at the start, {meta.get('load_average_end')} at the end, "
         f"torch {meta['torch']} ({meta['torch_threads']} threads), transformers "
         f"{meta['transformers']}; {meta['preset']} preset, batch {meta['batch_size']}, "
-        f"fp32, medians of {meta['repeats']}",
+        f"{meta['precision']}, medians of {meta['repeats']}",
         file=out,
     )
     tok = results["tokenizer"]
@@ -552,6 +605,19 @@ def _throughput_table(rows: list[dict[str, Any]], out) -> None:
             f"{r['max_abs_diff']['ours']:.1e} |",
             file=out,
         )
+    if any("vs_float32" in r for r in rows):
+        print(
+            "\nours at this precision vs ours in float32 (same weights), max abs difference:",
+            file=out,
+        )
+        print("| window | logits | probabilities |", file=out)
+        print("|---|---:|---:|", file=out)
+        for r in rows:
+            err = r["vs_float32"]
+            print(
+                f"| {r['bp'] / 1000:g} kbp | {err['logits']:.2e} | {err['probabilities']:.2e} |",
+                file=out,
+            )
     if any("memory" in r for r in rows):
         print(
             "\npeak RSS while predicting one batch, MiB (rise over the loaded model), each "
@@ -623,6 +689,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="untimed batches per contender besides the output comparison's, which warms up",
     )
     parser.add_argument("--preset", default="base")
+    from dnabird.model.config import INFERENCE_PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        choices=INFERENCE_PRECISIONS,
+        default="32-true",
+        help="float32 throughout, or bfloat16 (see the module docstring)",
+    )
     parser.add_argument("--max-positions", type=int, default=4096)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--vocab-size", type=int, default=32000)
@@ -705,7 +779,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "preset": args.preset,
         "batch_size": args.batch_size,
         "repeats": args.repeats,
-        "dtype": "float32",
+        "precision": args.precision,
         "device": args.device,
         "data": "random DNA" if args.random_dna else "hg38 chr2 excerpt",
     }
@@ -726,16 +800,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"tokenizer {tok_info}", flush=True)
 
         config = model_config(args.preset, tokenizer.vocab_size, args.max_positions, args.seed)
-        models = build_models(config, args.seed) if args.windows else {}
+        models = build_models(config, args.seed, args.precision) if args.windows else {}
         models = {name: model.to(args.device) for name, model in models.items()}
+        reference = None  # ours in float32, to measure what a lower precision changes
+        if args.windows and args.precision != "32-true":
+            reference = build_model(config, "ours", args.seed).to(args.device)
         for bp in args.windows:
             windows = sample_windows(sequence, start, bp, args.batch_size, args.seed)
             ids, mask, counts = token_batch(
                 tokenizer, windows, config.block_size, args.max_positions
             )
             ids, mask = ids.to(args.device), mask.to(args.device)
-            diffs = differences(models, ids, mask)
-            times, parts = time_contenders(models, ids, mask, args.repeats, args.warmup)
+            diffs = differences(models, ids, mask, args.precision)
+            error = None
+            if reference is not None:
+                error = precision_error(reference, models["ours"], ids, mask, args.precision)
+            times, parts = time_contenders(
+                models, ids, mask, args.repeats, args.warmup, args.precision
+            )
             hf_attention = hf_attention_used(models["hf"])
             median = {name: statistics.median(t) for name, t in times.items()}
             row = {
@@ -751,23 +833,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "ratio": {name: median["hf"] / median[name] for name in median},
                 "profile": parts,
             }
+            if error:
+                row["vs_float32"] = error
             print(
                 f"{bp} bp ({min(counts)}-{max(counts)} tokens -> {ids.shape[1]}; HF "
                 f"{hf_attention}): "
                 + ", ".join(f"{n} {s:.3f} s" for n, s in median.items())
-                + f"; max abs diff {diffs}",
+                + f"; max abs diff {diffs}"
+                + (f"; ours vs float32 {error}" if error else ""),
                 flush=True,
             )
             results["windows"].append(row)
             if args.memory:
                 row["memory"] = {
-                    name: measure_memory(config, name, ids, mask, args.seed, threads, work)
+                    name: measure_memory(
+                        config, name, ids, mask, args.seed, threads, work, args.precision
+                    )
                     for name in CONTENDERS
                 }
                 print(f"{bp} bp memory {row['memory']}", flush=True)
             if args.out:
                 Path(args.out).write_text(json.dumps(results, indent=1))
-        del models
+        del models, reference
         gc.collect()
         if args.stream:
             results["streaming"] = streaming_memory(args, tokenizer, sequence, work, threads)

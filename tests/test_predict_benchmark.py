@@ -69,6 +69,29 @@ def test_contenders_agree_and_run(bench, tokenizer, sequence):
         assert models["hf"].attention_type == "block_sparse"  # switched back
 
 
+def test_bf16_mixed_runs_ours_under_autocast_and_the_peer_in_bfloat16(bench, tokenizer, sequence):
+    config = bench.model_config("tiny", tokenizer.vocab_size, 1024, seed=0)
+    models = bench.build_models(config, seed=0, precision="bf16-mixed")
+    assert next(models["hf"].parameters()).dtype == torch.bfloat16
+    assert models["ours"].encoder.embeddings.word_embeddings.weight.dtype == torch.float32
+    assert models["ours"].encoder.layers[0].attention.query.weight.dtype == torch.bfloat16
+    windows = bench.sample_windows(sequence, 40_000, 1_200, 2, seed=0)
+    ids, mask, _ = bench.token_batch(tokenizer, windows, config.block_size, 1024)
+    with torch.inference_mode():
+        logits = bench.forward(models["ours"], ids, mask, "bf16-mixed")
+        exact = bench.forward(bench.build_model(config, "ours", seed=0), ids, mask)
+    assert 0 < (logits.float() - exact).abs().max() < 0.1  # bfloat16 rounding, not float32's
+    error = bench.precision_error(
+        bench.build_model(config, "ours", seed=0), models["ours"], ids, mask, "bf16-mixed"
+    )
+    assert error["logits"] == pytest.approx(float((logits.float() - exact).abs().max()))
+    assert 0 < error["probabilities"] <= error["logits"] / 4 + 1e-6  # sigmoid' <= 1/4
+    diffs = bench.differences(models, ids, mask, "bf16-mixed")
+    assert diffs["ours-hf-mode"] < 0.2  # the same attention, each side rounding to bfloat16
+    times, _ = bench.time_contenders(models, ids, mask, 1, 0, "bf16-mixed")
+    assert all(len(t) == 1 for t in times.values())
+
+
 def test_memory_child_reports_peaks(bench, tokenizer, sequence, tmp_path):
     config = bench.model_config("tiny", tokenizer.vocab_size, 1024, seed=0)
     windows = bench.sample_windows(sequence, 40_000, 1_200, 2, seed=0)
@@ -97,6 +120,7 @@ def test_report_prints_every_table(bench):
         "max_abs_diff": {"ours-hf-mode": 1e-6, "ours": 0.5},
         "windows_per_s": {"ours": 2.0, "ours-hf-mode": 2.5, "hf": 1.0},
         "ratio": {"ours": 2.0, "ours-hf-mode": 2.5, "hf": 1.0},
+        "vs_float32": {"logits": 0.03, "probabilities": 0.005},
         "memory": dict.fromkeys(bench.CONTENDERS, {"peak_mib": 900.0, "rise_mib": 100.0}),
         "profile": dict.fromkeys(
             bench.CONTENDERS,
@@ -123,6 +147,7 @@ def test_report_prints_every_table(bench):
             "preset": "base",
             "batch_size": 2,
             "repeats": 3,
+            "precision": "bf16-mixed",
         },
         "tokenizer": {"bp_per_token": 6.5},
         "windows": [row],
@@ -142,8 +167,9 @@ def test_report_prints_every_table(bench):
     bench.report(results, out)
     text = out.getvalue()
     assert "| 8 kbp | 1200-1250 -> 1280 | block_sparse | 2.000 |" in text
+    assert "| 8 kbp | 3.00e-02 | 5.00e-03 |" in text
     assert "2.00x" in text and "900 (+100)" in text and "| 500 | 410 |" in text
-    assert "peak ratio 10x records: 1.025" in text
+    assert "peak ratio 10x records: 1.025" in text and "batch 2, bf16-mixed," in text
 
 
 def test_quick_arguments(bench):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from dnabird.commands._types import at_least, device
+from dnabird.model.config import INFERENCE_PRECISIONS
 
 _OUTPUT_HELP = (
     "output file; its extension picks the format: .tsv, .h5 or .parquet (a .NA file of "
@@ -18,12 +19,24 @@ def _features(text: str) -> list[str]:
     return [item for item in text.split(",") if item]
 
 
-def _add_model_options(parser: argparse.ArgumentParser, *, window: bool = True) -> None:
-    parser.add_argument("--model", required=True, help="fine-tuned model folder (OUT/model)")
-    parser.add_argument("--batch-size", type=at_least(1), default=64, help="windows per batch")
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=INFERENCE_PRECISIONS,
+        default="32-true",
+        help="32-true: float32 throughout; bf16-mixed: matrix products in bfloat16 under "
+        "autocast (faster on GPUs and on CPUs with bfloat16 instructions; outputs differ from "
+        "float32's in the second or third decimal)",
+    )
+
+
+def _add_model_options(parser: argparse.ArgumentParser, *, window: bool = True) -> None:
+    parser.add_argument("--model", required=True, help="fine-tuned model folder (OUT/model)")
+    parser.add_argument("--batch-size", type=at_least(1), default=64, help="windows per batch")
+    _add_device_options(parser)
     parser.add_argument(
         "--rc",
         choices=("mean", "max", "none"),
@@ -69,6 +82,7 @@ def _model_options(args: argparse.Namespace) -> dict:
         else args.features,
         "batch_size": args.batch_size,
         "device": args.device,
+        "precision": args.precision,
         "window_bp": args.window_bp,
     }
 
@@ -179,6 +193,7 @@ def _run_embed(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         max_length=args.max_length,
         device=args.device,
+        precision=args.precision,
     )
     tokens = f" and {summary.tokens:,} token embeddings" if args.per_token else ""
     print(
@@ -292,7 +307,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=at_least(3),
         help="token window (default: the smallest that holds the longest record)",
     )
-    em.add_argument(
-        "--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)"
-    )
+    _add_device_options(em)
     em.set_defaults(func=_run_embed)

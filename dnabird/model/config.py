@@ -37,6 +37,10 @@ ATTENTION_BACKENDS = (
 )
 GLOBAL_MODES = ("itc", "etc")
 RANDOM_MODES = ("fixed", "per_step", "hf")
+INFERENCE_PRECISIONS = ("32-true", "bf16-mixed")
+"""Precisions a loaded model predicts at (Lightning's names, as in ``trainer.precision``):
+float32 throughout, or matrix products in bfloat16 under :func:`torch.autocast` (see
+:func:`dnabird.model.pretrained.inference_autocast`)."""
 
 ACTIVATIONS: dict[str, tuple[str, dict[str, str]]] = {
     "gelu": ("GELU", {}),  # exact (erf)

@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from dnabird.errors import ConfigError, InputError
 from dnabird.files import atomic_path, sha256_file
 from dnabird.manifest import MANIFEST_NAME, read_manifest, write_manifest
-from dnabird.model.config import CONFIG_NAME, BigBirdConfig
+from dnabird.model.config import CONFIG_NAME, INFERENCE_PRECISIONS, BigBirdConfig
 
 if TYPE_CHECKING:
     from dnabird.model.heads import BigBirdPreTrainedModel
@@ -311,6 +311,43 @@ def load_tokenizer(folder: str | os.PathLike, *, verify: bool = True) -> DNAToke
         files = _listed_files(folder, read_manifest(folder))
         _check_files(folder, {k: v for k, v in files.items() if k.startswith(TOKENIZER_DIR + "/")})
     return DNATokenizer.from_pretrained(folder / TOKENIZER_DIR)
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` when it is one of
+    :data:`~dnabird.model.config.INFERENCE_PRECISIONS`, else ConfigError."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise ConfigError(
+            f"unknown precision {precision!r}; choose from {', '.join(INFERENCE_PRECISIONS)}"
+        )
+    return precision
+
+
+def inference_autocast(device: torch.device, precision: str = "32-true") -> torch.autocast:
+    """The context a forward pass on ``device`` runs in at ``precision`` (one of
+    :data:`~dnabird.model.config.INFERENCE_PRECISIONS`; ConfigError otherwise): autocast to
+    bfloat16 (embeddings, layer norms, the residual stream and our attention kernel's softmax
+    stay float32), or disabled."""
+    check_precision(precision)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def for_inference(model: M, device: torch.device, precision: str = "32-true") -> M:
+    """``model`` on ``device`` in eval mode, ready to run under
+    :func:`inference_autocast` at ``precision``: for ``bf16-mixed`` the linear layers' weights
+    are stored in bfloat16 once (autocast would cast them again at every call; half their
+    memory); embeddings and layer norms stay float32, so the model then runs only under that
+    autocast."""
+    check_precision(precision)
+    model = model.to(device).eval()
+    if precision == "bf16-mixed":
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.to(torch.bfloat16)
+    return model
 
 
 def resolve_device(device: str | None = None) -> torch.device:

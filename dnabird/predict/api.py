@@ -53,6 +53,7 @@ def predict_to_file(
     features: Sequence[str] | str | None = None,
     batch_size: int = 64,
     device: str | None = None,
+    precision: str = "32-true",
     devices: int = 1,
     num_nodes: int = 1,
 ) -> RunSummary | None:
@@ -65,7 +66,13 @@ def predict_to_file(
     if bed is not None and genome is None:
         raise ConfigError("a BED file needs the reference genome it refers to (--genome)")
     predictor = _predictor(
-        model, device=device, rc=rc, features=features, window_bp=window_bp, batch_size=batch_size
+        model,
+        device=device,
+        rc=rc,
+        features=features,
+        window_bp=window_bp,
+        batch_size=batch_size,
+        precision=precision,
     )
     if fasta is not None:
         source = FastaWindows(fasta, predictor.window_bp, stride_bp)
@@ -105,6 +112,7 @@ def variant_effect_to_file(
     features: Sequence[str] | str | None = None,
     batch_size: int = 64,
     device: str | None = None,
+    precision: str = "32-true",
     devices: int = 1,
     num_nodes: int = 1,
 ) -> RunSummary | None:
@@ -115,7 +123,13 @@ def variant_effect_to_file(
 
     scores = check_scores(scores)
     predictor = _predictor(
-        model, device=device, rc=rc, features=features, window_bp=window_bp, batch_size=batch_size
+        model,
+        device=device,
+        rc=rc,
+        features=features,
+        window_bp=window_bp,
+        batch_size=batch_size,
+        precision=precision,
     )
     source = VariantWindows(
         vcf,
@@ -185,7 +199,7 @@ def ism(
     else:
         result = ism_record(predictor, *_one_record(fasta, record))
     if out is not None:
-        write_ism(result, out, predictor.source)
+        write_ism(result, out, predictor.source, predictor.classifier.precision)
     if plot is not None:
         from dnabird.plots import plot_ism
 
@@ -206,7 +220,7 @@ def embed(
 ) -> np.ndarray:
     """Sequence embeddings float32 ``[N, C]`` of every record of ``fasta``
     (:func:`dnabird.predict.embeddings.embed_fasta`; options ``pool``, ``per_token``,
-    ``batch_size``, ``max_length``, ``device``); ``out`` also keeps the HDF5 file."""
+    ``batch_size``, ``max_length``, ``device``, ``precision``); ``out`` also keeps the HDF5 file."""
     import h5py
 
     from dnabird.predict.embeddings import embed_fasta

@@ -56,15 +56,23 @@ def embed_fasta(
     batch_size: int = 16,
     max_length: int | None = None,
     device: str | None = None,
+    precision: str = "32-true",
 ) -> EmbedSummary:
     """Embed every record of ``fasta`` with the encoder of the model folder ``model`` and
-    write ``out`` (HDF5, atomically; see the module docstring)."""
+    write ``out`` (HDF5, atomically; see the module docstring). ``precision``: ``32-true``,
+    or ``bf16-mixed`` (bfloat16 matrix products under autocast; the file holds float32)."""
     import h5py
 
     from dnabird.data.classification import default_window, pad_to_window
     from dnabird.files import atomic_path
     from dnabird.genome.fasta import iter_fasta
-    from dnabird.model.pretrained import load_model, load_tokenizer, resolve_device
+    from dnabird.model.pretrained import (
+        for_inference,
+        inference_autocast,
+        load_model,
+        load_tokenizer,
+        resolve_device,
+    )
     from dnabird.predict.engine import batches
     from dnabird.progress import progress
 
@@ -73,7 +81,8 @@ def embed_fasta(
     if batch_size < 1:
         raise ConfigError(f"the batch size must be at least 1, got {batch_size}")
     chosen = resolve_device(device)
-    encoder = load_model(model).encoder.to(chosen).eval()
+    autocast = inference_autocast(chosen, precision)
+    encoder = for_inference(load_model(model).encoder, chosen, precision)
     tokenizer = load_tokenizer(model, verify=False)
     config = encoder.config
     if max_length is None:
@@ -104,7 +113,8 @@ def embed_fasta(
                     raise InputError(f"{fasta}: record {empty[0]} is empty; remove it")
                 _check_fits(ids, labels, max_length, fasta)
                 windows = pad_to_window(ids, max_length, names=labels, source=str(fasta))
-                hidden = _hidden_states(encoder, windows, chosen)  # [B, L, C]
+                with autocast:
+                    hidden = _hidden_states(encoder, windows, chosen)  # [B, L, C]
                 if not np.isfinite(hidden).all():
                     raise InputError(
                         f"{model}: the model gives non-finite hidden states (NaN or inf); "
@@ -125,7 +135,9 @@ def embed_fasta(
         if per_token:
             h5.create_dataset("token_index", data=np.array(index, dtype=np.int64))
             tokens = index[-1]
-        h5.attrs.update({"model": str(model), "pool": pool, "window": max_length})
+        h5.attrs.update(
+            {"model": str(model), "pool": pool, "window": max_length, "precision": precision}
+        )
     return EmbedSummary(count, tokens, max_length, width, Path(out))
 
 

@@ -132,8 +132,11 @@ def ism_record(predictor: Predictor, name: str, sequence: str) -> IsmResult:
     )
 
 
-def write_ism(result: IsmResult, path: str | os.PathLike, model: str) -> Path:
-    """Write ``result`` as one HDF5 file (atomically; see the module docstring)."""
+def write_ism(
+    result: IsmResult, path: str | os.PathLike, model: str, precision: str = "32-true"
+) -> Path:
+    """Write ``result`` as one HDF5 file (atomically; see the module docstring); ``model``
+    and ``precision`` (what the predictions ran at) are recorded as attributes."""
     import h5py
 
     from dnabird.files import atomic_path
@@ -154,6 +157,7 @@ def write_ism(result: IsmResult, path: str | os.PathLike, model: str) -> Path:
                 "window_bp": result.window_bp,
                 "bases": BASES,
                 "model": model,
+                "precision": precision,
                 "effect": "P(mutant) - P(reference)",
             }
         )

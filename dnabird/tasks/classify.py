@@ -60,6 +60,9 @@ class Classifier:
     average_strands: bool = False
     window_bp: int | None = None
     """The bp of sequence the model was trained on per window (None: not recorded)."""
+    precision: str = "32-true"
+    """What the forward passes run at (:data:`~dnabird.model.config.INFERENCE_PRECISIONS`):
+    float32, or bfloat16 matrix products under autocast (``bf16-mixed``)."""
 
     @property
     def multilabel(self) -> bool:
@@ -69,12 +72,17 @@ class Classifier:
         return isinstance(self.model, BigBirdForMultiLabelClassification)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, device: str | None = None) -> Classifier:
+    def load(
+        cls, folder: str | os.PathLike, device: str | None = None, precision: str = "32-true"
+    ) -> Classifier:
         """Open a fine-tuned model folder (files checked against its manifest) on ``device``
-        (``cpu``, ``cuda``, ``cuda:N``; None: CUDA when available). InputError when the
-        folder holds no sequence classifier (e.g. a pretrained masked LM)."""
+        (``cpu``, ``cuda``, ``cuda:N``; None: CUDA when available), predicting at
+        ``precision`` (``32-true`` or ``bf16-mixed``). InputError when the folder holds no
+        sequence classifier (e.g. a pretrained masked LM)."""
         from dnabird.manifest import read_manifest
         from dnabird.model.pretrained import (
+            check_precision,
+            for_inference,
             load_model,
             load_tokenizer,
             resolve_device,
@@ -82,6 +90,7 @@ class Classifier:
         )
 
         chosen = resolve_device(device)
+        check_precision(precision)
         folder = Path(folder)
         head = stored_head(folder)
         manifest = read_manifest(folder) if (folder / "manifest.json").is_file() else {}
@@ -94,7 +103,7 @@ class Classifier:
         model = load_model(folder, head)
         tokenizer = load_tokenizer(folder, verify=False)  # load_model checked every file
         return cls(
-            model.to(chosen).eval(),
+            for_inference(model, chosen, precision),
             tokenizer,
             tuple(manifest["classes"]),
             int(manifest["max_length"]),
@@ -103,6 +112,7 @@ class Classifier:
             str(folder),
             bool(manifest.get("average_strands", False)),
             manifest.get("window_bp"),
+            precision,
         )
 
     def windows(
@@ -148,16 +158,18 @@ class Classifier:
         (the model in eval mode; its previous mode is restored). InputError if the model
         gives a non-finite value."""
         from dnabird.data.classification import batch_tensors
+        from dnabird.model.pretrained import inference_autocast
 
         batch = batch_tensors(windows)
         was_training = self.model.training
         self.model.eval()
         try:
-            logits = self.model(
-                batch["input_ids"].to(self.device),
-                batch["attention_mask"].to(self.device),
-                cls_only=True,  # the head reads [CLS]: the last layer computes it alone
-            ).logits.double()
+            with inference_autocast(self.device, self.precision):
+                logits = self.model(
+                    batch["input_ids"].to(self.device),
+                    batch["attention_mask"].to(self.device),
+                    cls_only=True,  # the head reads [CLS]: the last layer computes it alone
+                ).logits.double()
         finally:
             self.model.train(was_training)
         if self.multilabel:

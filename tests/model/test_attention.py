@@ -268,10 +268,12 @@ def fake_q(pattern, device="cpu", dtype=torch.float32):
         # CPU, float32, no dropout: our kernel (under auto, and for the blocked family)
         ("cpu", torch.float32, 0.0, "auto", True, True, "blocked_kernel"),
         ("cpu", torch.float32, 0.0, "blocked", True, True, "blocked_kernel"),
-        # no kernel (off, or no compiler), or not float32: the fused private op
+        # bfloat16 (e.g. under autocast): the kernel too, computing in float32
+        ("cpu", torch.bfloat16, 0.0, "blocked", True, True, "blocked_kernel"),
+        # no kernel (off, or no compiler), or float64: the fused private op
         ("cpu", torch.float32, 0.0, "auto", False, True, "blocked_fused"),
         ("cpu", torch.float64, 0.0, "auto", True, True, "blocked_fused"),
-        ("cpu", torch.bfloat16, 0.0, "blocked", True, True, "blocked_fused"),
+        ("cpu", torch.bfloat16, 0.0, "blocked", False, True, "blocked_fused"),
         # dropout, or no fused op in this torch: explicit softmax
         ("cpu", torch.float32, 0.1, "auto", True, True, "blocked_explicit"),
         ("cpu", torch.float32, 0.0, "auto", False, False, "blocked_explicit"),
@@ -314,6 +316,27 @@ def test_choose_backend_with_the_real_kernel_and_fused_op(monkeypatch):
         choose_backend(q, pattern, backend="fast")
 
 
+def test_kernel_computes_bfloat16_inputs_in_float32():
+    """bfloat16 in (as under autocast): the float32 kernel's result on the same values, cast
+    to bfloat16, and gradients that reach the bfloat16 inputs; the dense oracle agrees to
+    bfloat16 rounding."""
+    require_kernel()
+    pattern = pattern_for(DENSE_MAX_BLOCKS + 1)
+    q, k, v = (t.bfloat16().requires_grad_() for t in inputs(2, 3, pattern.seq_len))
+    mask = padding_mask([pattern.seq_len, pattern.seq_len - 5], pattern.seq_len)
+    out = sparse_attention(q, k, v, pattern, mask, backend="blocked_kernel")
+    wide = sparse_attention(
+        q.float(), k.float(), v.float(), pattern, mask, backend="blocked_kernel"
+    )
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, wide.bfloat16())
+    oracle = sparse_attention(q.float(), k.float(), v.float(), pattern, mask, backend="dense")
+    real = mask[:, None, :, None].expand_as(out)
+    assert (out.float() - oracle)[real].abs().max() < 2e-2
+    out.float().square().sum().backward()
+    assert all(t.grad is not None and t.grad.dtype == torch.bfloat16 for t in (q, k, v))
+
+
 def test_kernel_is_skipped_for_more_slots_than_it_takes(monkeypatch):
     monkeypatch.setattr(cpu_kernel, "available", lambda: True)
     glob = global_block_indices(70, 2, "itc")
@@ -328,7 +351,12 @@ def test_kernel_is_skipped_for_more_slots_than_it_takes(monkeypatch):
     ("backend", "dtype", "dropout_p", "message"),
     [
         ("blocked_kernel", torch.float32, 0.1, "blocked_kernel: has no attention dropout"),
-        ("blocked_kernel", torch.float64, 0.0, "blocked_kernel: needs float32 CPU tensors"),
+        (
+            "blocked_kernel",
+            torch.float64,
+            0.0,
+            "blocked_kernel: needs float32, bfloat16 or float16 CPU",
+        ),
         ("blocked_fused", torch.float32, 0.1, "blocked_fused: has no attention dropout"),
     ],
 )

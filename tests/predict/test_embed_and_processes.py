@@ -73,6 +73,8 @@ def test_embeddings_pool_the_encoder_states(mlm_dir: Path, tmp_path: Path) -> No
     mean = embed(mlm_dir, fasta=fasta, pool="mean", batch_size=5, device="cpu")
     expected = np.stack([hidden[i, 1 : 1 + len(x)].mean(axis=0) for i, x in enumerate(ids)])
     np.testing.assert_allclose(mean, expected, atol=1e-5)
+    half = embed(mlm_dir, fasta=fasta, pool="mean", batch_size=5, precision="bf16-mixed")
+    assert half.dtype == np.float32 and 0 < np.abs(half - mean).max() < 0.05 * np.abs(mean).max()
 
 
 def test_two_processes_write_the_same_bytes_as_one(
@@ -85,7 +87,7 @@ def test_two_processes_write_the_same_bytes_as_one(
         + "".join(f"chr2\t{p}\tv{p}\tN\tA\t.\t.\t.\n" for p in range(150001, 150008))
     )
     for name, command in {
-        "p.tsv": ["predict", "--fasta", str(fasta)],
+        "p.tsv": ["predict", "--fasta", str(fasta), "--precision", "bf16-mixed"],
         "v.h5": [
             "variant-effect",
             "--vcf",

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dnabird.data.chromatin import reverse_complements
+from dnabird.errors import ConfigError
 from dnabird.predict import Predictor, predict, read_table
 
 from .conftest import assert_failed_cleanly, cli, cli_process
@@ -156,3 +157,22 @@ def test_an_input_without_records_is_an_error(model_dir: Path, chr2: Path, tmp_p
     out = tmp_path / "profiles.tsv"
     result = cli_process("predict", "--model", model_dir, "--bed", bed, "--genome", chr2, "-o", out)
     assert_failed_cleanly(result, "empty.bed: no records to score", out)
+
+
+def test_bf16_mixed_precision_is_recorded_and_stays_near_float32(
+    model_dir: Path, fasta: Path, tmp_path: Path
+) -> None:
+    """``--precision bf16-mixed`` (bfloat16 matrix products under autocast): recorded in the
+    manifest; the probabilities move (the setting takes effect) but stay near float32's."""
+    values = {}
+    for precision in ("32-true", "bf16-mixed"):
+        out = tmp_path / f"{precision}.parquet"
+        command = ("predict", "--model", model_dir, "--fasta", fasta, "-o", out, "--device", "cpu")
+        assert cli(*command, "--precision", precision) == 0
+        values[precision] = _values(read_table(out))
+        manifest = json.loads((tmp_path / f"{precision}.manifest.json").read_text())
+        assert manifest["parameters"]["precision"] == precision
+    difference = np.abs(values["bf16-mixed"] - values["32-true"]).max()
+    assert 0 < difference < 0.05, difference
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'; choose from 32-true, bf16"):
+        Predictor.load(model_dir, device="cpu", precision="fp8")

@@ -172,6 +172,7 @@ def test_ism_at_one_base_equals_the_snv_effect(
     with h5py.File(out) as h5:
         np.testing.assert_array_equal(h5["effects"][:], result.effects)
         assert h5.attrs["window_start"] == 150000 - HALF
+        assert h5.attrs["precision"] == "32-true"
     assert plot.stat().st_size > 5000
 
 

@@ -14,7 +14,8 @@ share :mod:`~dnabird.model.attention.slots` (slot layout, gather, autograd, shap
 - ``flex`` (:mod:`~dnabird.model.attention.flex`): FlexAttention with a BlockMask built from
   the pattern, under ``torch.compile``: fused Triton kernels on CUDA.
 - ``blocked_kernel`` (:mod:`~dnabird.model.attention.blocked_kernel`): ordinary query blocks
-  by our compiled C++ kernel, reading key runs in place. CPU, float32, no dropout.
+  by our compiled C++ kernel, reading key runs in place. CPU, computed in float32 (bfloat16
+  and float16 inputs too, as under ``torch.autocast``), no dropout.
 - ``blocked_fused`` (:mod:`~dnabird.model.attention.blocked_fused`): ordinary query blocks by
   PyTorch's private fused CPU FlashAttention op over gathered key slots. CPU, no dropout; only
   when this torch has the op and it passes a probe call.
@@ -31,8 +32,8 @@ Who runs when (:func:`choose_backend`; measured with ``benchmarks/attention.py``
   else ``flex`` on CUDA without attention dropout; else as ``blocked``.
 - ``blocked``: the first of ``blocked_kernel`` (measured fastest on the CPU, faster than
   compiled FlexAttention there, training and inference), ``blocked_fused``,
-  ``blocked_explicit`` that can run the inputs. So on the CPU: float32 without dropout ->
-  kernel; float64 or bfloat16, or the kernel off or unbuildable -> fused op; dropout, or the
+  ``blocked_explicit`` that can run the inputs. So on the CPU: float32, bfloat16 or float16
+  without dropout -> kernel; float64, or the kernel off or unbuildable -> fused op; dropout, or the
   fused op missing from this torch -> explicit. On CUDA (with dropout, under ``auto``) ->
   explicit.
 - any other name: that backend, which raises :class:`~dnabird.errors.ConfigError` if it cannot
