@@ -35,6 +35,8 @@ from dnabird.predict.predictor import Predictor
 
 
 def _predictor(model: str | os.PathLike | Predictor, **options: Any) -> Predictor:
+    """``model`` itself when it is a Predictor (its settings kept), else
+    :meth:`Predictor.load` of the folder with ``options``."""
     if isinstance(model, Predictor):
         return model
     return Predictor.load(model, **options)
@@ -66,14 +68,9 @@ def predict_to_file(
     if bed is not None and genome is None:
         raise ConfigError("a BED file needs the reference genome it refers to (--genome)")
     predictor = _predictor(
-        model,
-        device=device,
-        rc=rc,
-        features=features,
-        window_bp=window_bp,
-        batch_size=batch_size,
-        precision=precision,
-    )
+        model, device=device, rc=rc, features=features, window_bp=window_bp,
+        batch_size=batch_size, precision=precision,
+    )  # fmt: skip
     if fasta is not None:
         source = FastaWindows(fasta, predictor.window_bp, stride_bp)
     else:
@@ -123,14 +120,9 @@ def variant_effect_to_file(
 
     scores = check_scores(scores)
     predictor = _predictor(
-        model,
-        device=device,
-        rc=rc,
-        features=features,
-        window_bp=window_bp,
-        batch_size=batch_size,
-        precision=precision,
-    )
+        model, device=device, rc=rc, features=features, window_bp=window_bp,
+        batch_size=batch_size, precision=precision,
+    )  # fmt: skip
     source = VariantWindows(
         vcf,
         genome,
