@@ -119,7 +119,8 @@ class Design:
         if room < self.copies * max(self.pair_labels, self.local_labels):
             raise ConfigError(
                 f"a {self.zone_bp} bp zone has {room} slots of {2 * self.motif_bp} bp, fewer than "
-                f"{self.copies * max(self.pair_labels, self.local_labels)} motif copies"
+                f"{self.copies * max(self.pair_labels, self.local_labels)} motif copies; raise "
+                "--zone-bp or lower --copies"
             )
         (_, left_end), _, (local_start, _) = self.zones()
         if left_end > local_start:
@@ -651,6 +652,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--copies", type=int, default=Design.copies, help="copies per motif")
     parser.add_argument("--motif-bp", type=int, default=Design.motif_bp, help="bp per motif")
+    parser.add_argument(
+        "--zone-bp", type=int, default=Design.zone_bp, help="bp per motif zone (room for copies)"
+    )
     parser.add_argument("--pair-labels", type=int, default=Design.pair_labels)
     parser.add_argument("--local-labels", type=int, default=Design.local_labels)
     parser.add_argument("--model", type=json.loads, default={}, help="JSON config overrides")
@@ -688,6 +692,7 @@ def main(argv: list[str] | None = None) -> dict:
         seq_bp=args.seq_bp,
         copies=args.copies,
         motif_bp=args.motif_bp,
+        zone_bp=args.zone_bp,
         pair_labels=args.pair_labels,
         local_labels=args.local_labels,
     )

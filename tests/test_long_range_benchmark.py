@@ -30,8 +30,10 @@ def generate(bench, design, count, seed):
 def test_design_zones_and_rejected_layouts(bench):
     design = small_design(bench)
     assert design.zones() == ((100, 300), (2100, 2300), (1100, 1300))
-    with pytest.raises(ConfigError, match="8 slots of 24 bp, fewer than 10"):
+    with pytest.raises(ConfigError, match="8 slots of 24 bp, fewer than 10 .*raise --zone-bp"):
         small_design(bench, copies=5)
+    assert small_design(bench, copies=5, zone_bp=240).zones()[0] == (100, 340)
+    assert bench.parse_args(["--out", "x", "--zone-bp", "1600"]).zone_bp == 1600
     with pytest.raises(ConfigError, match="raise --seq-bp to at least 800"):
         small_design(bench, seq_bp=700)  # local zone [250, 450) meets the pair zone [100, 300)
 
