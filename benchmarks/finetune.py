@@ -92,7 +92,14 @@ def start_overrides(start: str, pretrained: Path) -> list[str]:
     ]
 
 
-def run(task: str, start: str, pretrained: Path, work: Path, data: Path) -> dict:
+def run(
+    task: str,
+    start: str,
+    pretrained: Path,
+    work: Path,
+    data: Path,
+    max_train_s: float | None = None,
+) -> dict:
     """One fine-tuning run (skipped when its folder is complete); its report and time."""
     out = work / f"{task}-{start}"
     command = [
@@ -108,6 +115,7 @@ def run(task: str, start: str, pretrained: Path, work: Path, data: Path) -> dict
         *COMMON,
         *task_overrides(task, data),
         *start_overrides(start, pretrained),
+        f"trainer.max_time_s={'null' if max_train_s is None else max_train_s}",
     ]
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -142,6 +150,9 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--starts", nargs="+", choices=STARTS, default=list(STARTS))
     parser.add_argument("--json", type=Path, help="write every result here")
+    parser.add_argument(
+        "--max-train-s", type=float, help="wall-clock limit of each run's training (seconds)"
+    )
     args = parser.parse_args()
     data = shared_data_dir()
     if data is None:
@@ -156,7 +167,9 @@ def main() -> None:
         pretrained = demo / "pretrain" / "model"
     results = []
     for task in args.tasks:
-        done = [run(task, start, pretrained, args.work, data) for start in args.starts]
+        done = [
+            run(task, start, pretrained, args.work, data, args.max_train_s) for start in args.starts
+        ]
         results += done
         seconds = ", ".join(f"{r['start']} {r['seconds']:.0f} s, {r['steps']} steps" for r in done)
         print(f"\n### {task} ({seconds})\n\n{table(done)}", flush=True)

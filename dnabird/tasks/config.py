@@ -87,6 +87,10 @@ class TrainerSection:
     max_steps: int = 1000
     """Optimizer steps of the run (the schedule decays to 0 here). May be raised when
     resuming (``--resume``) to train further."""
+    max_time_s: float | None = None
+    """Wall-clock limit of the training loop in seconds (null: none). The run stops cleanly
+    at the limit, before ``max_steps`` if need be (the learning rate then has not decayed to
+    0), and is exported as usual. For fixed time budgets: a GPU lease, a SLURM allocation."""
     accelerator: str = "auto"
     """``cpu``, ``gpu`` (= ``cuda``), ``mps`` or ``auto`` (a GPU when there is one)."""
     devices: int | str | list[int] = "auto"
@@ -124,6 +128,8 @@ class TrainerSection:
         ):
             value = getattr(self, name)
             require(value >= 1, f"{key}.{name}", value, "a positive integer")
+        if self.max_time_s is not None:
+            require(self.max_time_s > 0, f"{key}.max_time_s", self.max_time_s, "positive or null")
         keep, clip = self.keep_checkpoints, self.gradient_clip_val
         require(keep >= -1, f"{key}.keep_checkpoints", keep, ">= 0, or -1 for all")
         require(clip >= 0, f"{key}.gradient_clip_val", clip, ">= 0 (0 = no clipping)")

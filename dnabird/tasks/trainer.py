@@ -43,6 +43,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -406,6 +407,7 @@ def build_trainer(
     try:
         return L.Trainer(
             max_steps=t.max_steps,
+            max_time=None if t.max_time_s is None else timedelta(seconds=t.max_time_s),
             accelerator=t.accelerator,
             devices=t.devices,
             num_nodes=t.num_nodes,

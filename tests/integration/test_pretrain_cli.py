@@ -137,6 +137,17 @@ def test_resume_with_another_tokenizer_is_refused_in_one_line(
     assert "[100, 64] in the checkpoint but [120, 64] now" in _one_line_error(capsys)
 
 
+def test_a_time_limit_stops_the_run_early_and_exports_it(
+    token_folder: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    args = _args(run, token_folder, "trainer.max_steps=100000", "trainer.max_time_s=2")
+    assert main(args) == 0
+    manifest = json.loads((run / "model" / "manifest.json").read_text())
+    assert 1 <= manifest["steps"] < 100000
+    assert manifest["parameters"]["trainer"]["max_time_s"] == 2
+
+
 def test_a_missing_token_folder_names_the_key(tmp_path: Path, capsys) -> None:
     assert main(["pretrain", "--config", "tiny", f"out={tmp_path / 'run'}"]) == 2
     assert "data.tokens=tokens: folder not found" in _one_line_error(capsys)

@@ -22,6 +22,7 @@ from dnabird.model.attention import (
     blocked_fused,
     choose_backend,
     cpu_kernel,
+    flex,
     slots,
     sparse_attention,
 )
@@ -257,9 +258,12 @@ def test_backend_names_are_defined_once():
     assert {"auto", "dense", "flex", "blocked", *BLOCKED} == set(BACKENDS)
 
 
-def fake_q(pattern, device="cpu", dtype=torch.float32):
-    """What ``choose_backend`` reads of ``q``: its device and dtype (CUDA without a GPU)."""
-    return types.SimpleNamespace(device=torch.device(device), dtype=dtype)
+def fake_q(pattern, device="cpu", dtype=torch.float32, requires_grad=True):
+    """What ``choose_backend`` reads of ``q``: its device, dtype and whether it takes gradients
+    (CUDA without a GPU)."""
+    return types.SimpleNamespace(
+        device=torch.device(device), dtype=dtype, requires_grad=requires_grad
+    )
 
 
 @pytest.mark.parametrize(
@@ -278,7 +282,8 @@ def fake_q(pattern, device="cpu", dtype=torch.float32):
         ("cpu", torch.float32, 0.1, "auto", True, True, "blocked_explicit"),
         ("cpu", torch.float32, 0.0, "auto", False, False, "blocked_explicit"),
         ("cpu", torch.float64, 0.0, "blocked", True, False, "blocked_explicit"),
-        # CUDA: flex, or explicit with dropout or when the blocked family is asked for
+        # CUDA (q takes gradients): flex, or explicit with dropout or when the blocked family
+        # is asked for
         ("cuda", torch.bfloat16, 0.0, "auto", True, True, "flex"),
         ("cuda", torch.float32, 0.1, "auto", True, True, "blocked_explicit"),
         ("cuda", torch.float32, 0.0, "blocked", True, True, "blocked_explicit"),
@@ -300,6 +305,16 @@ def test_choose_backend_picks_each_path(
     assert choose_backend(q, pattern, backend, dropout_p) == want
     if backend == "auto":  # short sequences: dense, whatever else holds
         assert choose_backend(q, pattern_for(DENSE_MAX_BLOCKS), backend, dropout_p) == "dense"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_on_cuda_takes_the_blocked_path_not_flex(dtype):
+    pattern = pattern_for(DENSE_MAX_BLOCKS + 1)
+    with torch.no_grad():  # gradients off: no backward can follow
+        assert choose_backend(fake_q(pattern, "cuda", dtype), pattern) == "blocked_explicit"
+    no_grad_q = fake_q(pattern, "cuda", dtype, requires_grad=False)
+    assert choose_backend(no_grad_q, pattern) == "blocked_explicit"  # e.g. frozen inputs
+    assert choose_backend(fake_q(pattern, "cuda", dtype), pattern) == "flex"  # training
 
 
 def test_choose_backend_with_the_real_kernel_and_fused_op(monkeypatch):
@@ -533,6 +548,102 @@ def test_compiled_flex_matches_dense():
 @pytest.mark.parametrize("case", ["etc-padded-batch", "no-random", "no-global"])
 def test_compiled_flex_matches_dense_more_cases(case):
     run_compiled_flex_case(case)
+
+
+MASK_TENSORS = [
+    f"{side}{name}"
+    for side in ("", "full_")
+    for name in ("kv_num_blocks", "kv_indices", "q_num_blocks", "q_indices")
+]
+
+
+def assert_same_block_mask(got, want):
+    """Equal block lists (partial and full, kv and q sides), sizes and ``mask_mod``."""
+    assert got.seq_lengths == want.seq_lengths and got.BLOCK_SIZE == want.BLOCK_SIZE
+    for name in MASK_TENSORS:
+        a, b = getattr(got, name), getattr(want, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert a.dtype == b.dtype and torch.equal(a, b), name
+    idx = torch.arange(got.seq_lengths[0])
+    for b_idx in range(got.kv_num_blocks.shape[0]):
+        for h in range(got.kv_num_blocks.shape[1]):
+            mods = [m.mask_mod(b_idx, h, idx[:, None], idx[None, :]) for m in (got, want)]
+            assert torch.equal(*mods)
+
+
+@pytest.mark.parametrize(("tile", "full_tiles"), [(1, False), (1, True), (2, True)])
+def test_cached_block_mask_equals_a_fresh_build(tile, full_tiles):
+    """One pattern, two padding masks: the cached pattern part gives the fresh build's mask."""
+    flex.clear_pattern_cache()
+    pattern = pattern_for(11, block_size=4, mode="itc", r=2)
+    cpu = torch.device("cpu")
+    for keep in (padding_mask([44, 30], 44), padding_mask([17, 44], 44), None):
+        cached = build_block_mask(pattern, keep, 2, cpu, tile, full_tiles)
+        fresh = build_block_mask(pattern, keep, 2, cpu, tile, full_tiles, cache=False)
+        assert_same_block_mask(cached, fresh)
+    assert len(flex._pattern_cache) == 1
+
+
+def test_cached_block_mask_gives_the_fresh_output():
+    """Compiled flex (which reads the block lists) on the cached and on a fresh mask: the same
+    output, for two padding masks of one pattern (the shape of the compiled test above)."""
+    flex.clear_pattern_cache()
+    pattern = pattern_for(12, block_size=16, mode="itc", g=2, r=3, seed=4)
+    q, k, v = inputs(2, 3, pattern.seq_len, dim=16)
+    kernel = flex._flex_function(compiled=True)
+    with torch.no_grad():
+        for keep in (padding_mask([182, 100], 192), padding_mask([192, 57], 192)):
+            got = flex_sparse_attention(q, k, v, pattern, keep)
+            fresh = build_block_mask(pattern, keep, 2, q.device, 1, False, cache=False)
+            assert_same_block_mask(build_block_mask(pattern, keep, 2, q.device, 1, False), fresh)
+            assert torch.equal(got, kernel(q, k, v, block_mask=fresh))
+            want = dense_attention(q, k, v, pattern, keep)
+            for b, n in enumerate(keep.sum(-1).tolist()):
+                torch.testing.assert_close(got[b, :, :n], want[b, :, :n], atol=ATOL, rtol=0)
+
+
+def test_pattern_part_is_built_once_per_pattern(monkeypatch):
+    """A second call with the same pattern object reads the cache: no new ``block_grid``."""
+    calls = []
+    original = flex.block_grid
+    monkeypatch.setattr(flex, "block_grid", lambda p: calls.append(p) or original(p))
+    flex.clear_pattern_cache()
+    pattern = pattern_for(9)
+    cpu = torch.device("cpu")
+    for keep in (padding_mask([72, 40], 72), padding_mask([10, 72], 72), None):
+        build_block_mask(pattern, keep, 2, cpu)
+    assert calls == [pattern]
+    build_block_mask(pattern, None, 2, cpu, tile=2)  # another tiling: another entry
+    build_block_mask(pattern_for(9), None, 2, cpu)  # an equal but new pattern: rebuilt
+    build_block_mask(pattern, None, 2, cpu, cache=False)  # uncached: built, not stored
+    assert len(calls) == 4 and len(flex._pattern_cache) == 3
+
+
+def test_pattern_cache_is_bounded_and_drops_the_least_recently_used():
+    flex.clear_pattern_cache()
+    cpu = torch.device("cpu")
+    first = pattern_for(3, heads=1)
+    build_block_mask(first, None, 1, cpu)
+    for _ in range(flex.PATTERN_CACHE_SIZE + 5):
+        build_block_mask(pattern_for(3, heads=1), None, 1, cpu)
+        build_block_mask(first, None, 1, cpu)  # kept in use: never dropped
+        assert len(flex._pattern_cache) <= flex.PATTERN_CACHE_SIZE
+    assert len(flex._pattern_cache) == flex.PATTERN_CACHE_SIZE
+    assert any(entry.pattern is first for entry in flex._pattern_cache.values())
+    flex.clear_pattern_cache()
+    assert not flex._pattern_cache
+
+
+def test_pattern_cache_built_in_inference_mode_serves_autograd():
+    """Entries are normal tensors even when first built under ``torch.inference_mode`` (a
+    prediction before training must not leave inference tensors for the backward to save)."""
+    flex.clear_pattern_cache()
+    pattern = pattern_for(5)
+    with torch.inference_mode():
+        build_block_mask(pattern, padding_mask([40], 40), 1, torch.device("cpu"))
+        (entry,) = flex._pattern_cache.values()
+    assert not any(t.is_inference() for t in (entry.any_block, entry.all_blocks, entry.block_table))
 
 
 def test_flex_refuses_cpu_gradients_and_dropout():

@@ -28,7 +28,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 TOLERANCE = {"float32": 5e-3, "bfloat16": 5e-2}
 CASES = list(itertools.product(["flex", "blocked"], DTYPES, [64, 128], ["itc", "etc"]))
 """``blocked`` runs ``blocked_explicit`` on CUDA (the other blocked backends are CPU-only)."""
-AUTO_ON_CUDA = {"auto": "flex", "auto_with_dropout": "blocked_explicit"}
+AUTO_ON_CUDA = {
+    "auto": "flex",
+    "auto_with_dropout": "blocked_explicit",
+    "auto_inference": "blocked_explicit",
+}
 
 
 def check_case(
@@ -74,12 +78,16 @@ def check_case(
 
 
 def check_auto_choice() -> dict:
-    """``auto`` picks flex on CUDA, the plain blocked path with attention dropout."""
+    """``auto`` picks flex on CUDA for training, the plain blocked path with attention dropout
+    and for inference (no gradients)."""
     pattern = build_pattern(16, 64, 2, [0, 15], 3, 3, [0])
-    q = torch.zeros(1, 2, pattern.seq_len, 64, device="cuda")
+    q = torch.zeros(1, 2, pattern.seq_len, 64, device="cuda", requires_grad=True)
+    with torch.no_grad():
+        inference = choose_backend(q, pattern)
     return {
         "auto": choose_backend(q, pattern),
         "auto_with_dropout": choose_backend(q, pattern, dropout_p=0.1),
+        "auto_inference": inference,
     }
 
 

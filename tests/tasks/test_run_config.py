@@ -106,6 +106,7 @@ def test_shared_sections_are_defined_once() -> None:
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0"),
         ("trainer.keep_checkpoints=-2", "trainer.keep_checkpoints=-2"),
         ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1.0"),
+        ("trainer.max_time_s=0", "trainer.max_time_s=0"),
         ("trainer.accelerator=tpu", "trainer.accelerator='tpu': must be one of auto, cpu"),
         ("trainer.precision=16", "trainer.precision='16': must be one of"),
         ("trainer.devices=0", "trainer.devices=0"),

@@ -29,13 +29,15 @@ Who runs when (:func:`choose_backend`; measured with ``benchmarks/attention.py``
 - ``auto``: ``dense`` when the pattern has at most :data:`DENSE_MAX_BLOCKS` blocks (at such
   lengths the pattern covers most blocks and one masked SDPA call is faster than the block
   machinery; when it covers all blocks this is plain full attention with key padding only);
-  else ``flex`` on CUDA without attention dropout; else as ``blocked``.
+  else ``flex`` on CUDA when gradients are recorded and there is no attention dropout (its
+  fused backward); else as ``blocked``. Inference on CUDA runs ``blocked_explicit``: on one
+  H200 it took 3.1 ms where flex took 8.2 ms (the BlockMask build alone 1.6 ms) at the
+  ``base`` shape, 8 x 1,664 tokens in bf16 (``benchmarks/flex_mask.py``).
 - ``blocked``: the first of ``blocked_kernel`` (measured fastest on the CPU, faster than
   compiled FlexAttention there, training and inference), ``blocked_fused``,
   ``blocked_explicit`` that can run the inputs. So on the CPU: float32, bfloat16 or float16
   without dropout -> kernel; float64, or the kernel off or unbuildable -> fused op; dropout, or the
-  fused op missing from this torch -> explicit. On CUDA (with dropout, under ``auto``) ->
-  explicit.
+  fused op missing from this torch -> explicit. On CUDA -> explicit.
 - any other name: that backend, which raises :class:`~dnabird.errors.ConfigError` if it cannot
   run the inputs (e.g. ``blocked_kernel`` with dropout, ``flex`` backward on the CPU).
 
@@ -73,6 +75,11 @@ _RUN = {
 """The function of every concrete backend (``auto`` and ``blocked`` resolve to one of these)."""
 
 
+def needs_gradients(q: torch.Tensor) -> bool:
+    """Whether a backward pass may follow: gradients are recorded and ``q`` takes part."""
+    return torch.is_grad_enabled() and q.requires_grad
+
+
 def choose_backend(
     q: torch.Tensor, pattern: BlockPattern, backend: str = "auto", dropout_p: float = 0.0
 ) -> str:
@@ -83,7 +90,7 @@ def choose_backend(
     if backend == "auto":
         if pattern.num_blocks <= DENSE_MAX_BLOCKS:
             return "dense"
-        if q.device.type == "cuda" and dropout_p == 0.0:
+        if q.device.type == "cuda" and dropout_p == 0.0 and needs_gradients(q):
             return "flex"
     elif backend != "blocked":
         return backend
@@ -124,7 +131,9 @@ def sparse_attention(
                 f"key_padding_mask must be a bool [B, L] = [{batch}, {length}] tensor; got "
                 f"{key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
             )
-        if key_padding_mask.all():
+        # An all-real mask is dropped on the CPU, where checking is free. On a GPU the check
+        # would wait for the device once per layer; every backend handles an all-True mask.
+        if key_padding_mask.device.type == "cpu" and key_padding_mask.all():
             key_padding_mask = None
     name = choose_backend(q, pattern, backend, dropout_p)
     if name == "dense":

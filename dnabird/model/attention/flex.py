@@ -4,10 +4,10 @@ Shapes: ``q, k, v: [B, H, L, D]`` with ``L == pattern.seq_len``; ``key_padding_m
 bool (True = real token); output ``[B, H, L, D]``.
 
 The ``BlockMask`` is built directly from the pattern's key-block lists with
-``BlockMask.from_kv_blocks`` (work ``O(H * NB^2)`` on block indices, never an ``[L, L]`` mask).
-Kernel tiles are ``tile = f * b`` tokens (``f`` pattern blocks): ``f = 1`` on the CPU; on
-CUDA ``tile >= 128``, because the Triton backward kernels of torch 2.13 need sparse blocks that
-are multiples of 128 on recent GPUs. A tile pair is
+``BlockMask.from_kv_blocks`` (work ``O(B * H * NB^2)`` on block indices, never an
+``[L, L]`` mask). Kernel tiles are ``tile = f * b`` tokens (``f`` pattern blocks): ``f = 1``
+on the CPU; on CUDA ``tile >= 128``, because the Triton backward kernels of torch 2.13 need
+sparse blocks that are multiples of 128 on recent GPUs. A tile pair is
 
 - *full* when every token pair in it is attended (all its pattern blocks are allowed and none
   of its keys is padding): the kernel skips ``mask_mod`` there;
@@ -16,6 +16,16 @@ are multiples of 128 on recent GPUs. A tile pair is
 
 ``mask_mod`` encodes the whole pattern (block table lookup and key padding), because eager
 (uncompiled) FlexAttention ignores the block lists and applies only ``mask_mod``.
+
+What depends on the pattern alone (its block grid as tiles of allowed blocks, and the block
+table read by ``mask_mod``, on the device) is built once per (pattern, device, tile) and kept
+in a small LRU cache of :data:`PATTERN_CACHE_SIZE` entries: the encoder hands each layer the
+same pattern object call after call (per-step random patterns are new objects every step and
+push old ones out). Each call does only what depends on the key padding, on the device with
+no host-device copy or sync (given a ``key_padding_mask`` on that device): the padding of
+every tile, the full and partial tile grids, their compaction to block lists (argsort) and
+``BlockMask.from_kv_blocks``.
+
 On the CPU, torch 2.13 has no FlexAttention backward and its C++ kernel fails to compile with
 full blocks, so every listed CPU tile is partial and gradients raise :class:`ConfigError`.
 The compiled function is created once per process and reused. Each new input shape compiles
@@ -24,6 +34,10 @@ so feed few distinct lengths (pad batches to a fixed length).
 """
 
 from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +74,92 @@ def tile_blocks(pattern: BlockPattern, device: torch.device) -> int:
     return _CUDA_MIN_TILE // b
 
 
+@dataclass(frozen=True, eq=False)
+class PatternTiles:
+    """The part of a ``BlockMask`` that depends only on the pattern, on one device.
+
+    ``T = ceil(NB / tile)`` tiles of ``tile`` pattern blocks per side.
+    """
+
+    pattern: BlockPattern
+    """The pattern (held, so that its ``id`` is not reused while the entry is cached)."""
+    tile: int
+    """Pattern blocks per kernel tile."""
+    any_block: torch.Tensor
+    """``[1, H, T, T]`` bool: some block pair of the tile is allowed."""
+    all_blocks: torch.Tensor
+    """``[1, H, T, T]`` bool: every block pair of the tile is allowed (blocks past ``NB``
+    are not)."""
+    block_table: torch.Tensor
+    """``[H, NB+1, NB+1]`` bool: the block grid plus a False row and column for tokens past
+    the pattern (what ``mask_mod`` reads)."""
+
+
+PATTERN_CACHE_SIZE = 32
+"""Most :class:`PatternTiles` kept by :func:`pattern_tiles` (least recently used dropped)."""
+_pattern_cache: OrderedDict[tuple, PatternTiles] = OrderedDict()
+_pattern_cache_lock = threading.Lock()
+
+
+def clear_pattern_cache() -> None:
+    """Drop every cached :class:`PatternTiles`."""
+    with _pattern_cache_lock:
+        _pattern_cache.clear()
+
+
+def _cache_device(device: torch.device | str) -> torch.device:
+    """``device`` with its index (``cuda`` -> ``cuda:N``), so one device has one cache key."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def make_pattern_tiles(pattern: BlockPattern, device: torch.device, tile: int) -> PatternTiles:
+    """Build the :class:`PatternTiles` of ``pattern`` (uncached; see :func:`pattern_tiles`).
+
+    Built outside inference mode, so the tensors can also serve later calls that record
+    autograd (inference tensors cannot be saved for backward).
+    """
+    nb, heads = pattern.num_blocks, pattern.num_heads
+    n_tiles = -(-nb // tile)
+    with torch.inference_mode(False):
+        grid = block_grid(pattern)  # [H, NB, NB] block may attend (CPU)
+        block_table = F.pad(grid, (0, 1, 0, 1)).to(device)  # [H, NB+1, NB+1]
+        tiled = block_table[:, :nb, :nb]
+        tiled = F.pad(tiled, (0, n_tiles * tile - nb, 0, n_tiles * tile - nb))
+        tiled = tiled.view(heads, n_tiles, tile, n_tiles, tile)  # [H, T, f, T, f]
+        return PatternTiles(
+            pattern=pattern,
+            tile=tile,
+            any_block=tiled.any(4).any(2)[None],  # [1, H, T, T]
+            all_blocks=tiled.all(4).all(2)[None],  # [1, H, T, T]
+            block_table=block_table,
+        )
+
+
+def pattern_tiles(pattern: BlockPattern, device: torch.device, tile: int) -> PatternTiles:
+    """The :class:`PatternTiles` of ``pattern``, from the cache or built once and cached.
+
+    Keyed on the pattern's identity (``BlockPattern`` compares by identity), ``device`` and
+    ``tile``; at most :data:`PATTERN_CACHE_SIZE` entries, least recently used dropped first.
+    """
+    device = _cache_device(device)
+    key = (id(pattern), device, tile)
+    with _pattern_cache_lock:
+        entry = _pattern_cache.get(key)
+        if entry is not None and entry.pattern is pattern:
+            _pattern_cache.move_to_end(key)
+            return entry
+    entry = make_pattern_tiles(pattern, device, tile)
+    with _pattern_cache_lock:
+        _pattern_cache[key] = entry
+        _pattern_cache.move_to_end(key)
+        while len(_pattern_cache) > PATTERN_CACHE_SIZE:
+            _pattern_cache.popitem(last=False)
+    return entry
+
+
 def build_block_mask(
     pattern: BlockPattern,
     key_padding_mask: torch.Tensor | None,
@@ -67,39 +167,39 @@ def build_block_mask(
     device: torch.device,
     tile: int = 1,
     full_tiles: bool = True,
+    *,
+    cache: bool = True,
 ):
     """The ``BlockMask`` of ``pattern`` with tiles of ``tile`` pattern blocks.
 
-    ``key_padding_mask: [B, L]`` (``L = pattern.seq_len``) or None. The mask covers
-    ``ceil(NB / tile) * tile * b`` tokens; keys past ``L`` are masked. With ``full_tiles``
-    False every listed tile is partial (for the CPU kernel).
+    ``key_padding_mask: [B, L]`` bool (``L = pattern.seq_len``) on ``device``, or None. The
+    mask covers ``ceil(NB / tile) * tile * b`` tokens; keys past ``L`` are masked. With
+    ``full_tiles`` False every listed tile is partial (for the CPU kernel). The pattern part
+    comes from :func:`pattern_tiles` (``cache=False`` builds it afresh and keeps nothing).
     """
     from torch.nn.attention.flex_attention import BlockMask
 
-    b, nb, heads = pattern.block_size, pattern.num_blocks, pattern.num_heads
-    n_tiles = -(-nb // tile)
+    b, nb = pattern.block_size, pattern.num_blocks
+    if cache:
+        tiles = pattern_tiles(pattern, device, tile)
+    else:
+        tiles = make_pattern_tiles(pattern, device, tile)
+    n_tiles = tiles.any_block.shape[-1]
     length = n_tiles * tile * b
-    grid = block_grid(pattern).to(device)  # [H, NB, NB] block may attend
-    grid = F.pad(grid, (0, n_tiles * tile - nb, 0, n_tiles * tile - nb))
-    grid = grid.view(heads, n_tiles, tile, n_tiles, tile)
     keep = torch.zeros(batch, length, dtype=torch.bool, device=device)  # [B, L_tiles]
     keep[:, : pattern.seq_len] = True if key_padding_mask is None else key_padding_mask
-    keys_full = keep.view(batch, n_tiles, tile * b).all(-1)  # [B, T]: tile has no padding
-
-    any_block = grid.any(4).any(2)[None]  # [1, H, T, T]
+    keys = keep.view(batch, n_tiles, tile * b)  # [B, T, f*b]
+    partial = tiles.any_block & keys.any(-1)[:, None, None, :]  # [B, H, T, T]
     if full_tiles:
-        full = grid.all(4).all(2)[None] & keys_full[:, None, None, :]  # [B, H, T, T]
-    else:
-        full = torch.zeros(1, 1, 1, 1, dtype=torch.bool, device=device)
-    partial = any_block & keep.view(batch, n_tiles, -1).any(-1)[:, None, None, :] & ~full
+        full = tiles.all_blocks & keys.all(-1)[:, None, None, :]  # [B, H, T, T]
+        partial &= ~full
 
     def compact(listed: torch.Tensor):
         """Counts ``[B, H, T]`` and indices ``[B, H, T, T]`` (listed tiles first) as int32."""
-        listed = listed.expand(batch, heads, n_tiles, n_tiles)
         order = torch.argsort((~listed).to(torch.int8), dim=-1, stable=True)
         return listed.sum(-1).to(torch.int32), order.to(torch.int32)
 
-    block_table = F.pad(block_grid(pattern), (0, 1, 0, 1)).to(device)  # [H, NB+1, NB+1]
+    block_table = tiles.block_table  # [H, NB+1, NB+1]
     last = nb  # row/column of False for tokens past the pattern
 
     def mask_mod(b_idx, h_idx, q_idx, kv_idx):
