@@ -18,6 +18,8 @@ Prints one Markdown table per task and writes everything to ``--json``. Usage::
 
     PYTHONPATH=. python benchmarks/finetune.py --work /tmp/ft --json ft.json
     PYTHONPATH=. python benchmarks/finetune.py --work /tmp/ft --tasks gue0 --starts pretrained
+    PYTHONPATH=. python benchmarks/finetune.py --work /tmp/ft --pretrained runs/x/model \
+        --tasks promoter-substitute --max-train-s 840 --set data.negative_draws=5 --tag _k5
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from dnabird.testing import shared_data_dir
@@ -99,9 +102,12 @@ def run(
     work: Path,
     data: Path,
     max_train_s: float | None = None,
+    overrides: Sequence[str] = (),
+    tag: str = "",
 ) -> dict:
-    """One fine-tuning run (skipped when its folder is complete); its report and time."""
-    out = work / f"{task}-{start}"
+    """One fine-tuning run into ``WORK/<task>-<start><tag>``; its report and time.
+    ``overrides`` (config ``key=value``) come after the benchmark's own settings."""
+    out = work / f"{task}-{start}{tag}"
     command = [
         sys.executable,
         "-m",
@@ -116,6 +122,7 @@ def run(
         *task_overrides(task, data),
         *start_overrides(start, pretrained),
         f"trainer.max_time_s={'null' if max_train_s is None else max_train_s}",
+        *overrides,
     ]
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -153,6 +160,14 @@ def main() -> None:
     parser.add_argument(
         "--max-train-s", type=float, help="wall-clock limit of each run's training (seconds)"
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every run, after the benchmark's own",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the run folders' names")
     args = parser.parse_args()
     data = shared_data_dir()
     if data is None:
@@ -168,7 +183,8 @@ def main() -> None:
     results = []
     for task in args.tasks:
         done = [
-            run(task, start, pretrained, args.work, data, args.max_train_s) for start in args.starts
+            run(task, start, pretrained, args.work, data, args.max_train_s, args.set, args.tag)
+            for start in args.starts
         ]
         results += done
         seconds = ", ".join(f"{r['start']} {r['seconds']:.0f} s, {r['steps']} steps" for r in done)

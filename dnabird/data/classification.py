@@ -8,6 +8,8 @@ Data path::
          split)
       -> splits: the files' own (validation/test files, a split column) or drawn from
          data.train by sequence identity       (dnabird.data.splits.split_by_identity)
+      -> with data.negative_draws = K > 1: K - 1 more negatives per training positive,
+         each draw beside its own copy of the positives (ids ``<id>|draw<k>``)
       -> tokens with the model folder's tokenizer, [CLS] ... [SEP]
       -> every sequence padded to ONE window of max_length tokens (block-sparse attention
          depends on the padded length, so a sequence's output must not depend on the other
@@ -163,8 +165,16 @@ def load_splits(data: ClassificationDataConfig, seed: int) -> LabelledSplits:
         if path is not None:
             parts.append(with_negatives(read(path, key).with_split(name)))
     rows = concatenate(parts)
+    if scheme is not None and data.negative_draws > 1:
+        positive = rows.classes.index(data.label)
+        # more draws for the training positives, each draw with its own copy of them
+        training = rows.subset((rows.split == "train") & (rows.labels == positive))
+        for draw in range(1, data.negative_draws):
+            ids = [f"{name}|draw{draw}" for name in training.ids]
+            copies = dataclasses.replace(training, ids=ids, source=train.source)
+            rows = concatenate([rows, with_negatives(copies)])
     if scheme is not None:
-        negatives = {"scheme": scheme, "seed": seed, "made": made}
+        negatives = {"scheme": scheme, "seed": seed, "made": made, "draws": data.negative_draws}
     elif data.negatives_file is not None:
         negatives = {"file": data.negatives_file, "rows": len(file_negatives)}
     else:

@@ -202,6 +202,12 @@ class ClassificationDataConfig:
     composition, much harder), the path of a file of negatives, or null (the files hold
     every class). One negative per positive, seeded by ``seed``; negatives made from a
     positive go to its split."""
+    negative_draws: int = 1
+    """With ``substitute`` or ``shuffle``: negatives made for each training positive, in
+    independent draws; each training positive is repeated as often, so the classes stay
+    balanced. More draws show the model more random parts, which it cannot learn by heart;
+    the validation and test splits keep one negative per positive, and the baselines train
+    on the same enlarged training split."""
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     """Train/validation/test fractions of ``train``, stratified by class and by sequence
     identity (no sequence in two splits), seeded by ``seed``. A split given as a file
@@ -245,6 +251,13 @@ class ClassificationDataConfig:
                     f"{key}.classes={self.classes}: with {key}.negatives the task is binary; "
                     f"give 2 classes (negative first) or null"
                 )
+        draws = self.negative_draws
+        require(draws >= 1, f"{key}.negative_draws", draws, "a positive integer")
+        if draws > 1 and self.scheme is None:
+            raise ConfigError(
+                f"{key}.negative_draws={draws}: more than one draw needs made negatives; set "
+                f"{key}.negatives=substitute or shuffle"
+            )
         values = self.split
         require(len(values) == 3, f"{key}.split", values, "3 fractions: train, validation, test")
         ok = all(v >= 0 for v in values) and values[0] > 0 and abs(sum(values) - 1) < 1e-6

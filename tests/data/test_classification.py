@@ -77,7 +77,7 @@ def test_negatives_are_made_per_positive_and_join_its_split(tmp_path: Path) -> N
     rows = splits.rows
     assert splits.classes == ("negative", "promoter")
     assert len(rows) == 120 and rows.labels.tolist().count(0) == 60
-    assert splits.negatives == {"scheme": "substitute", "seed": 3, "made": 60}
+    assert splits.negatives == {"scheme": "substitute", "seed": 3, "made": 60, "draws": 1}
     split_of = dict(zip(rows.ids, rows.split, strict=True))
     sequence_of = dict(zip(rows.ids, rows.sequences, strict=True))
     for i, positive in enumerate(positives):
@@ -96,6 +96,40 @@ def test_negatives_are_made_per_positive_and_join_its_split(tmp_path: Path) -> N
     assert again.rows.sequences == rows.sequences and (again.rows.split == rows.split).all()
     other = load_splits(data, seed=4)
     assert other.rows.sequences != rows.sequences
+
+
+@pytest.mark.parametrize("scheme", ["substitute", "shuffle"])
+def test_more_negative_draws_enlarge_training_alone_and_keep_it_balanced(
+    tmp_path: Path, scheme: str
+) -> None:
+    _positives(tmp_path / "pos.txt", count=60)
+    one = load_splits(_data(train=str(tmp_path / "pos.txt"), label="p", negatives=scheme), seed=3)
+    data = _data(train=str(tmp_path / "pos.txt"), label="p", negatives=scheme, negative_draws=3)
+    three = load_splits(data, seed=3)
+    assert three.negatives == {"scheme": scheme, "seed": 3, "made": 60 + 2 * 48, "draws": 3}
+    assert three.counts() == {
+        "train": {"negative": 144, "p": 144},
+        "validation": {"negative": 6, "p": 6},
+        "test": {"negative": 6, "p": 6},
+    }
+    first = len(one.rows)  # the one-draw rows come first, unchanged
+    assert three.rows.ids[:first] == one.rows.ids
+    assert three.rows.sequences[:first] == one.rows.sequences
+    sequence_of = dict(zip(three.rows.ids, three.rows.sequences, strict=True))
+    split_of = dict(zip(three.rows.ids, three.rows.split, strict=True))
+    training = [i for i in one.rows.ids if split_of[i] == "train" and "|" not in i]
+    assert len(training) == 48
+    for name in training:
+        draws = [sequence_of[f"{name}|{scheme}"]]
+        for k in (1, 2):
+            assert sequence_of[f"{name}|draw{k}"] == sequence_of[name]  # the positive again
+            assert split_of[f"{name}|draw{k}"] == split_of[f"{name}|draw{k}|{scheme}"] == "train"
+            draws.append(sequence_of[f"{name}|draw{k}|{scheme}"])
+        assert len(set(draws)) == 3 and sequence_of[name] not in draws  # independent draws
+        if scheme == "shuffle":
+            assert all(sorted(d) == sorted(sequence_of[name]) for d in draws)
+    again = load_splits(data, seed=3)
+    assert again.rows.sequences == three.rows.sequences
 
 
 def test_splits_are_disjoint_by_identity_and_stratified(tmp_path: Path) -> None:
@@ -237,6 +271,10 @@ def test_ranks_share_the_stream_and_workers_do_not_change_it() -> None:
 def test_config_mistakes_name_their_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data.negatives=shuffle: .*set data.label"):
         _data(train="x.txt", negatives="shuffle")
+    with pytest.raises(ConfigError, match=r"data.negative_draws=0: must be a positive integer"):
+        _data(train="x.txt", label="a", negatives="shuffle", negative_draws=0)
+    with pytest.raises(ConfigError, match=r"data.negative_draws=2: .*data.negatives=substitute"):
+        _data(train="x.txt", negative_draws=2)
     with pytest.raises(ConfigError, match=r"data.split=\[0.5, 0.5\]"):
         _data(train="x.txt", split=[0.5, 0.5])
     with pytest.raises(ConfigError, match=r"data.classes=\['a', 'b', 'c'\]: with data.negatives"):
