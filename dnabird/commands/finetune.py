@@ -32,6 +32,8 @@ def _run_finetune(args: argparse.Namespace) -> None:
     if manifest.get("stopped_early") and best:
         patience = config.early_stopping.patience
         chosen += f" (stopped early: no better {best['metric']} in {patience} validations)"
+    elif manifest["steps"] < config.trainer.max_steps:
+        chosen += f" (stopped at the time limit, trainer.max_time_s={config.trainer.max_time_s:g})"
     counts = manifest["data"]["splits"]
     sizes = ", ".join(
         f"{name} {sum(counts[name].values()):,}" for name in ("train", "validation", "test")

@@ -204,7 +204,7 @@ def run_finetune(
                 **task_data,
             },
             best=best,
-            stopped_early=trainer.global_step < config.trainer.max_steps,
+            stopped_early=_stopped_by_patience(trainer),
             test=test,
         )
 
@@ -352,6 +352,12 @@ def _selection_callbacks(config: FinetuneConfig, out: Path) -> list[Any]:
             EarlyStopping(monitor=section.metric, mode=section.direction, patience=section.patience)
         )
     return callbacks
+
+
+def _stopped_by_patience(trainer: Any) -> bool:
+    """Whether early stopping ended the run (not ``max_steps`` or ``max_time_s``)."""
+    callback = trainer.early_stopping_callback
+    return callback is not None and callback.wait_count >= callback.patience
 
 
 def _restore_best(config: FinetuneConfig, module: Any, out: Path) -> dict[str, Any] | None:

@@ -99,6 +99,21 @@ def test_finetune_prints_the_test_table_and_a_rerun_does_nothing(
     assert "| dnabird |" in out and "| kmer_logreg |" in out and "AUROC (95% CI)" in out
 
 
+def test_the_summary_says_whether_patience_or_the_time_limit_stopped_the_run(
+    inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    timed = ["trainer.max_steps=100000", "trainer.max_time_s=3", "early_stopping.patience=0"]
+    assert main(_args(inputs, tmp_path / "timed", *timed)) == 0
+    manifest = json.loads((tmp_path / "timed" / "model" / "manifest.json").read_text())
+    assert manifest["steps"] < 100000 and manifest["stopped_early"] is False
+    assert "(stopped at the time limit, trainer.max_time_s=3)" in capsys.readouterr().out
+    patient = ["trainer.max_steps=2000", "trainer.val_every_steps=5", "early_stopping.patience=1"]
+    assert main(_args(inputs, tmp_path / "patient", *patient)) == 0
+    manifest = json.loads((tmp_path / "patient" / "model" / "manifest.json").read_text())
+    assert manifest["steps"] < 2000 and manifest["stopped_early"] is True
+    assert "(stopped early: no better val/auroc in 1 validations)" in capsys.readouterr().out
+
+
 def test_evaluate_scores_held_out_data_with_intervals(
     trained: Path, inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
