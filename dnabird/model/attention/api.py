@@ -32,7 +32,8 @@ Who runs when (:func:`choose_backend`; measured with ``benchmarks/attention.py``
   else ``flex`` on CUDA when gradients are recorded and there is no attention dropout (its
   fused backward); else as ``blocked``. Inference on CUDA runs ``blocked_explicit``: on one
   H200 it took 3.1 ms where flex took 8.2 ms (the BlockMask build alone 1.6 ms) at the
-  ``base`` shape, 8 x 1,664 tokens in bf16 (``benchmarks/flex_mask.py``).
+  ``base`` shape, 8 x 1,664 tokens in bf16 (``benchmarks/flex_mask.py``), at the price of
+  memory (the gathered keys: 325 MB against flex's 14 MB for one 8k-token sequence).
 - ``blocked``: the first of ``blocked_kernel`` (measured fastest on the CPU, faster than
   compiled FlexAttention there, training and inference), ``blocked_fused``,
   ``blocked_explicit`` that can run the inputs. So on the CPU: float32, bfloat16 or float16
