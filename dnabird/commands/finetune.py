@@ -32,7 +32,7 @@ def _run_finetune(args: argparse.Namespace) -> None:
     if manifest.get("stopped_early") and best:
         patience = config.early_stopping.patience
         chosen += f" (stopped early: no better {best['metric']} in {patience} validations)"
-    elif manifest["steps"] < config.trainer.max_steps:
+    elif manifest["steps"] < config.trainer.max_steps and config.trainer.max_time_s is not None:
         chosen += f" (stopped at the time limit, trainer.max_time_s={config.trainer.max_time_s:g})"
     counts = manifest["data"]["splits"]
     sizes = ", ".join(
