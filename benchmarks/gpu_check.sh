@@ -9,13 +9,16 @@
 #               bf16, outputs and input gradients, block sizes 64 and 128
 #               (tests/model/test_attention_gpu.py; through pytest when installed, else the
 #               file runs as a script).
-#   promoter   [240] Pretrain a `small` model (4 x 256, 512 tokens) on a token folder made
-#               here from the hg38 chr2 excerpt (PROMOTER_TOKENS; the GPU machine has neither
-#               the shared data nor pyfaidx), training fitted into 120 s, export it to
-#               OUT_DIR/promoter_pretrained.tar.gz, then fine-tune it on the EPDnew TATA
-#               promoters (PROMOTER_FILE) with DeePromoter's negatives for 30 s on the GPU
-#               (the fine-tuning recipe on a GPU; reports in promoter_finetune.tar.gz). Skipped
-#               when PROMOTER_TOKENS or PROMOTER_FILE is unset.
+#   promoter   [330] Fine-tune on the EPDnew TATA promoters (PROMOTER_FILE) on the GPU, with
+#               DeePromoter's negatives and then the shuffled ones (the fine-tuning recipe on a
+#               GPU), each fitted into 100 s, with base features of PROMOTER_BASE_CHANNELS
+#               channels (default 128; 0 = off) and the F1 threshold chosen on validation,
+#               from the model folder PROMOTER_INIT; without
+#               PROMOTER_INIT, first pretrain a `small` model (4 x 256, 512 tokens) for 120 s on
+#               a token folder made here from the hg38 chr2 excerpt (PROMOTER_TOKENS; the GPU
+#               machine has neither the shared data nor pyfaidx), exported to
+#               OUT_DIR/promoter_pretrained.tar.gz. Reports in promoter_<scheme>.tar.gz.
+#               Skipped without PROMOTER_FILE and one of PROMOTER_INIT, PROMOTER_TOKENS.
 #   predict    [135] Prediction throughput, ours vs HF (benchmarks/predict.py, base model, 8 and
 #               17 kbp windows of random DNA, batch 8): float32 (75 s), then bf16-mixed (60 s).
 #   flex_mask   [40] What one flex attention call costs at the base 8 kbp shape: the BlockMask
@@ -32,7 +35,7 @@
 # All stages together take up to about 15 minutes: name the ones that fit the lease (one
 # device call runs at most 10 minutes).
 # Writes OUT_DIR/gpu_check.log and per stage: gpu_tests.xml (or .json),
-# promoter_pretrained.tar.gz + promoter_finetune.tar.gz, predict.json + predict_bf16.json,
+# promoter_pretrained.tar.gz + promoter_{substitute,shuffle}.tar.gz, predict.json + predict_bf16.json,
 # flex_mask.json, attention_b64.json + attention_b128.json, train_step.json, long_range.json.
 # Exit status: 0 when the tests passed (or did not run), 1 otherwise.
 # Set CHECK_DEVICE=cpu for a dry run of the plumbing on a CPU machine (tiny sizes, blocked).
@@ -81,38 +84,46 @@ print(*results, sep='\n'); sys.exit(0 if all(r['ok'] for r in results) else 1)" 
 }
 
 stage_promoter() {
-    local tokens=${PROMOTER_TOKENS:-} promoters=${PROMOTER_FILE:-}
-    if [ ! -d "$tokens" ] || [ ! -f "$promoters" ]; then
-        say "promoter stage skipped: set PROMOTER_TOKENS (a token folder) and PROMOTER_FILE"
+    local init=${PROMOTER_INIT:-} tokens=${PROMOTER_TOKENS:-} promoters=${PROMOTER_FILE:-}
+    if [ ! -f "$promoters" ] || { [ ! -d "$init" ] && [ ! -d "$tokens" ]; }; then
+        say "promoter stage skipped: set PROMOTER_FILE and PROMOTER_INIT (a model folder) or" \
+            "PROMOTER_TOKENS (a token folder)"
         return
     fi
     local work=${PROMOTER_WORK:-/tmp/dnabird_promoter} started=$SECONDS
-    local preset=small length=512 batch=64 steps=5000 pretrain_s=120 finetune_s=30 limit=240
+    local preset=small length=512 batch=64 steps=5000 pretrain_s=120 finetune_s=100 limit=330
     if ! on_gpu; then
         preset=tiny length=128 batch=8 steps=20 pretrain_s=60 finetune_s=20 limit=300
     fi
     rm -rf "$work"
-    # attention dropout 0 keeps the fused flex kernel on the GPU; hidden dropout stays 0.1
-    run "$limit" "$py" -m dnabird --no-progress pretrain --config tiny "out=$work/pretrain" \
-        "data.tokens=$tokens" "data.max_length=$length" "data.batch_size=$batch" \
-        data.num_workers=4 data.val_fraction=0.02 data.val_batches=20 \
-        "model.preset=$preset" "model.overrides={\"max_position_embeddings\": $length, \
+    if [ ! -d "$init" ]; then
+        init=$work/pretrain/model
+        # attention dropout 0 keeps the fused flex kernel on the GPU; hidden dropout stays 0.1
+        run "$limit" "$py" -m dnabird --no-progress pretrain --config tiny "out=$work/pretrain" \
+            "data.tokens=$tokens" "data.max_length=$length" "data.batch_size=$batch" \
+            data.num_workers=4 data.val_fraction=0.02 data.val_batches=20 \
+            "model.preset=$preset" "model.overrides={\"max_position_embeddings\": $length, \
 \"block_size\": 64, \"attention_type\": \"block_sparse\", \"attention_probs_dropout_prob\": 0.0}" \
-        optim.lr=5e-4 optim.warmup_steps=300 "trainer.max_steps=$steps" \
-        "trainer.max_time_s=$pretrain_s" trainer.val_every_steps=500 \
-        trainer.checkpoint_every_steps=1000 trainer.log_every_steps=100 trainer.devices=1 \
-        trainer.accelerator=auto
-    say "pretraining exit status $? after $((SECONDS - started)) s"
-    [ -f "$work/pretrain/model/model.safetensors" ] || return
-    tar -czf "$out/promoter_pretrained.tar.gz" -C "$work/pretrain" model logs/metrics.csv
-    run $((limit - (SECONDS - started))) "$py" -m dnabird --no-progress finetune \
-        --config promoter "out=$work/substitute" "model.init=$work/pretrain/model" \
-        "data.train=$promoters" data.negatives=substitute model.dropout=0.1 optim.lr=3e-4 \
-        optim.warmup_steps=100 trainer.max_steps=6000 "trainer.max_time_s=$finetune_s" \
-        early_stopping.patience=6 trainer.accelerator=auto trainer.precision=auto
-    say "fine-tuning exit status $? after $((SECONDS - started)) s"
-    (cd "$work/substitute" && tar -czf "$out/promoter_finetune.tar.gz" \
-        --exclude='checkpoints' --exclude='model/model.safetensors' -- *)
+            optim.lr=5e-4 optim.warmup_steps=300 "trainer.max_steps=$steps" \
+            "trainer.max_time_s=$pretrain_s" trainer.val_every_steps=500 \
+            trainer.checkpoint_every_steps=1000 trainer.log_every_steps=100 trainer.devices=1 \
+            trainer.accelerator=auto
+        say "pretraining exit status $? after $((SECONDS - started)) s"
+        [ -f "$init/model.safetensors" ] || return
+        tar -czf "$out/promoter_pretrained.tar.gz" -C "$work/pretrain" model logs/metrics.csv
+    fi
+    for scheme in substitute shuffle; do
+        run $((limit - (SECONDS - started))) "$py" -m dnabird --no-progress finetune \
+            --config promoter "out=$work/$scheme" "model.init=$init" "data.train=$promoters" \
+            "data.negatives=$scheme" "model.base_channels=${PROMOTER_BASE_CHANNELS:-128}" \
+            model.dropout=0.1 optim.lr=3e-4 optim.warmup_steps=100 trainer.max_steps=20000 \
+            "trainer.max_time_s=$finetune_s" early_stopping.patience=10 \
+            early_stopping.threshold=validation \
+            trainer.accelerator=auto trainer.precision=auto
+        say "fine-tuning ($scheme) exit status $? after $((SECONDS - started)) s"
+        [ -d "$work/$scheme" ] && (cd "$work/$scheme" && tar -czf "$out/promoter_$scheme.tar.gz" \
+            --exclude='checkpoints' --exclude='model/model.safetensors' -- *)
+    done
 }
 
 stage_predict() {

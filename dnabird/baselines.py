@@ -32,7 +32,11 @@ import numpy as np
 import scipy.sparse
 
 from dnabird.errors import ConfigError, InputError
-from dnabird.tasks.classification_metrics import check_labels, classification_report
+from dnabird.tasks.classification_metrics import (
+    best_f1_threshold,
+    check_labels,
+    classification_report,
+)
 
 _MAX_ITER = 2000
 
@@ -320,6 +324,8 @@ def run_baselines(
     seed: int = 0,
     resamples: int = 1000,
     probabilities: dict[str, np.ndarray] | None = None,
+    threshold: float = 0.5,
+    validation: tuple[Sequence[str], np.ndarray] | None = None,
 ) -> dict[str, dict]:
     """Fit each baseline on ``train`` (sequences, class indices) and report on ``test``.
 
@@ -332,7 +338,10 @@ def run_baselines(
     (``fixed_length=None``), always (``True``: different lengths are a ConfigError) or never
     (``False``). Every class must have training examples. ``probabilities``: a dict to fill
     with each baseline's test probabilities, ``{name: float64 [N, K]}`` (e.g. to draw their
-    ROC and precision-recall curves).
+    ROC and precision-recall curves). Two classes are split at ``threshold``, or, given
+    ``validation`` (sequences, class indices), at each baseline's best-F1 threshold there
+    (:func:`~dnabird.tasks.classification_metrics.best_f1_threshold`), as the fine-tuned
+    model's may be.
     """
     (train_sequences, train_labels), (test_sequences, test_labels) = train, test
     classes = list(classes)
@@ -354,6 +363,11 @@ def run_baselines(
         if probabilities is not None:
             probabilities[name] = predicted
         scores = predicted[:, 1] if len(classes) == 2 else predicted
-        report = classification_report(test_labels, scores, classes, resamples=resamples, seed=seed)
+        cut = threshold
+        if validation is not None and len(classes) == 2:
+            cut = best_f1_threshold(validation[1], model.predict_proba(validation[0])[:, 1])
+        report = classification_report(
+            test_labels, scores, classes, resamples=resamples, seed=seed, threshold=cut
+        )
         reports[name] = {**report, "baseline": model.settings()}
     return reports

@@ -20,7 +20,11 @@ from dnabird.baselines import (
     run_baselines,
 )
 from dnabird.errors import ConfigError, InputError
-from dnabird.tasks.classification_metrics import binary_metrics, classification_report
+from dnabird.tasks.classification_metrics import (
+    best_f1_threshold,
+    binary_metrics,
+    classification_report,
+)
 
 
 def _random_sequences(rng, count, length):
@@ -176,6 +180,20 @@ def test_run_baselines_reports_both_models_on_the_test_split():
     assert reports["onehot_logreg"]["baseline"]["length"] == 100
     json.dumps(reports, allow_nan=False)
     assert reports["kmer_logreg"]["n"] == 300 and reports["kmer_logreg"]["metrics"]["auroc"] > 0.9
+
+
+def test_run_baselines_choose_their_thresholds_on_a_validation_split():
+    train, held_out = _split(*_planted_kmer_data(6))
+    validation = (held_out[0][:150], held_out[1][:150])
+    test = (held_out[0][150:], held_out[1][150:])
+    fixed = run_baselines(train, test, ["random", "motif"], resamples=20, threshold=0.3)
+    assert {r["threshold"] for r in fixed.values()} == {0.3}
+    chosen = run_baselines(train, test, ["random", "motif"], resamples=20, validation=validation)
+    model = KmerLogisticRegression(seed=0).fit(*train)
+    expected = best_f1_threshold(validation[1], model.predict_proba(validation[0])[:, 1])
+    assert chosen["kmer_logreg"]["threshold"] == expected
+    scores = model.predict_proba(test[0])[:, 1]
+    assert chosen["kmer_logreg"]["metrics"]["f1"] == binary_metrics(test[1], scores, expected)["f1"]
 
 
 def test_run_baselines_one_hot_only_for_fixed_lengths():

@@ -45,6 +45,6 @@ def test_named_stages_run_in_order_and_write_their_files(tmp_path: Path) -> None
     log = (out / "gpu_check.log").read_text()
     assert "stages: flex_mask promoter" in log
     assert log.index("stage flex_mask") < log.index("stage promoter")
-    assert "promoter stage skipped: set PROMOTER_TOKENS" in log  # no inputs: skipped, not failed
+    assert "promoter stage skipped: set PROMOTER_FILE" in log  # no inputs: skipped, not failed
     result = json.loads((out / "flex_mask.json").read_text())
     assert result["meta"]["device"] == "cpu" and result["median_ms"]["flex"] > 0

@@ -88,9 +88,11 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         classifier, rows, batch_size=args.batch_size, resamples=args.resamples, seed=args.seed
     )
     counts = ", ".join(f"{name} {n:,}" for name, n in report["class_counts"].items())
+    cut = "" if report["threshold"] is None else f", threshold {report['threshold']:.4g}"
     print(
         f"Evaluated {report['n']:,} sequences of {rows.source} ({counts}) with {args.model} "
-        f"(window {classifier.window} tokens); 95% bootstrap CIs ({args.resamples} resamples):"
+        f"(window {classifier.window} tokens{cut}); 95% bootstrap CIs ({args.resamples} "
+        "resamples):"
     )
     print(
         metrics_table({"model": report}, names=("accuracy", "f1", "mcc", "auroc", "auprc")), end=""

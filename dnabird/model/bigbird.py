@@ -61,8 +61,15 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layer_norm = nn.LayerNorm(C, eps=config.layer_norm_eps)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        """``input_ids, token_type_ids: [B, L]`` long -> ``[B, L, C]`` (positions 0..L-1)."""
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        added: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``input_ids, token_type_ids: [B, L]`` long -> ``[B, L, C]`` (positions 0..L-1);
+        ``added: [B, L, C]`` (e.g. :class:`~dnabird.model.bases.BaseFeatures`) joins the sum
+        before the LayerNorm."""
         L = input_ids.shape[1]
         # Positions past the table (only block padding can reach them) reuse the last row;
         # padded tokens are never attended, so their embedding does not matter.
@@ -74,6 +81,8 @@ class Embeddings(nn.Module):
             + self.token_type_embeddings(token_type_ids)
             + self.position_embeddings(positions)
         )  # (B, L, C)
+        if added is not None:
+            x = x + added
         return self.layer_norm(self.dropout(x))
 
 
@@ -270,9 +279,13 @@ class BigBirdEncoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         first_only: bool = False,
+        base_features: nn.Module | None = None,
     ) -> torch.Tensor:
         """``input_ids: [B, L]`` long; ``attention_mask: [B, L]`` (1 real, 0 pad; default all
         real); ``token_type_ids: [B, L]`` (default 0) -> hidden states ``[B, L, C]``.
+        ``base_features``: a module mapping the checked, block-padded ids ``[B, L']`` to
+        ``[B, L', C]``, added to the token embeddings (:mod:`dnabird.model.bases`; the
+        labelled heads own it).
 
         ``first_only=True`` returns position 0 alone, ``[B, 1, C]`` (what a [CLS] head
         reads): where position 0 attends to every key in the last layer (full attention, or
@@ -296,7 +309,8 @@ class BigBirdEncoder(nn.Module):
             token_type_ids = F.pad(token_type_ids, (0, pad), value=0)
             mask = F.pad(mask, (0, pad), value=False)
 
-        x = self.embeddings(input_ids, token_type_ids)  # (B, L + pad, C)
+        added = None if base_features is None else base_features(input_ids)  # (B, L + pad, C)
+        x = self.embeddings(input_ids, token_type_ids, added)  # (B, L + pad, C)
         G = config.num_global_tokens
         if G:
             x = torch.cat([self.global_tokens.expand(B, G, -1), x], dim=1)  # (B, Lp, C)

@@ -46,6 +46,7 @@ from torch import nn
 
 from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError, InputError
+from dnabird.model.bases import BaseFeatures
 from dnabird.model.bigbird import BigBirdEncoder, describe_tensor, init_weights, make_activation
 from dnabird.model.config import IGNORE_INDEX, BigBirdConfig
 from dnabird.model.pretrained import load_weights, save_weights
@@ -252,12 +253,34 @@ class ClassificationHead(nn.Module):
 
 class _LabelledHeadModel(BigBirdPreTrainedModel):
     """Encoder -> ``self.head`` -> logits, with ``self.loss(logits, labels)`` when labels are
-    given; subclasses set ``num_labels`` and ``head`` and define ``loss``."""
+    given; subclasses set ``head`` and define ``loss``.
 
-    num_labels: int
+    ``num_labels`` outputs; ``base_channels > 0`` adds base-resolution features to the token
+    embeddings (``self.bases``, :class:`~dnabird.model.bases.BaseFeatures`, for pieces up to
+    ``max_piece_bp`` long, the tokenizer's longest; call its ``set_vocabulary`` on a new
+    model), None when 0."""
+
+    def __init__(
+        self,
+        config: BigBirdConfig,
+        num_labels: int,
+        base_channels: int = 0,
+        max_piece_bp: int = 0,
+    ) -> None:
+        super().__init__(config)
+        self.num_labels = _positive(num_labels, "num_labels")
+        self.bases = (
+            BaseFeatures(config.vocab_size, max_piece_bp, config.hidden_size, base_channels)
+            if base_channels
+            else None
+        )
 
     def head_args(self) -> dict[str, Any]:
-        return {"num_labels": self.num_labels}
+        args: dict[str, Any] = {"num_labels": self.num_labels}
+        if self.bases is not None:
+            args["base_channels"] = self.bases.channels
+            args["max_piece_bp"] = self.bases.piece_codes.shape[1]
+        return args
 
     def forward(
         self,
@@ -267,7 +290,8 @@ class _LabelledHeadModel(BigBirdPreTrainedModel):
         labels: torch.Tensor | None = None,
     ) -> ModelOutput:
         """``input_ids: [B, L]``; labels as the subclass's ``loss`` documents."""
-        return self._head_output(self.encoder(input_ids, attention_mask, token_type_ids), labels)
+        h = self.encoder(input_ids, attention_mask, token_type_ids, base_features=self.bases)
+        return self._head_output(h, labels)
 
     def _head_output(self, h: torch.Tensor, labels: torch.Tensor | None) -> ModelOutput:
         """The head on hidden states ``h`` (``[B, L, C]``), and the loss when labelled."""
@@ -281,11 +305,13 @@ class _LabelledHeadModel(BigBirdPreTrainedModel):
 
 class BigBirdForSequenceClassification(_LabelledHeadModel):
     """One label per sequence from the pooled [CLS] token: cross-entropy over
-    ``num_labels`` classes, or mean-squared-error regression when ``num_labels == 1``."""
+    ``num_labels`` classes, or mean-squared-error regression when ``num_labels == 1``.
 
-    def __init__(self, config: BigBirdConfig, num_labels: int) -> None:
-        super().__init__(config)
-        self.num_labels = _positive(num_labels, "num_labels")
+    ``bases``: ``base_channels`` and ``max_piece_bp``, the base-resolution features of
+    :class:`_LabelledHeadModel`."""
+
+    def __init__(self, config: BigBirdConfig, num_labels: int, **bases: int) -> None:
+        super().__init__(config, num_labels, **bases)
         self.head = ClassificationHead(config, num_labels)
         self.head.apply(init_weights(config))
 
@@ -301,7 +327,9 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
         encoder's last layer computes the [CLS] row alone (the row the head reads; see
         ``BigBirdEncoder.forward(first_only=True)``): the same logits for less work, and
         ``hidden_states`` is then ``[B, 1, C]``."""
-        h = self.encoder(input_ids, attention_mask, token_type_ids, first_only=cls_only)
+        h = self.encoder(
+            input_ids, attention_mask, token_type_ids, first_only=cls_only, base_features=self.bases
+        )
         return self._head_output(h, labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -327,8 +355,9 @@ class BigBirdForMultiLabelClassification(BigBirdForSequenceClassification):
         config: BigBirdConfig,
         num_labels: int,
         pos_weight: float | Sequence[float] | torch.Tensor | None = None,
+        **bases: int,
     ) -> None:
-        super().__init__(config, num_labels)
+        super().__init__(config, num_labels, **bases)
         # on the CPU explicitly: the check below must also run when built on the meta device
         cpu = torch.device("cpu")
         weight = (
@@ -343,7 +372,7 @@ class BigBirdForMultiLabelClassification(BigBirdForSequenceClassification):
         self.register_buffer("pos_weight", weight, persistent=False)  # (K,)
 
     def head_args(self) -> dict[str, Any]:
-        return {"num_labels": self.num_labels, "pos_weight": self.pos_weight.tolist()}
+        return {**super().head_args(), "pos_weight": self.pos_weight.tolist()}
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``logits, labels: [B, K]``; labels 0/1 (float or int; soft targets in [0, 1])."""
@@ -354,11 +383,11 @@ class BigBirdForMultiLabelClassification(BigBirdForSequenceClassification):
 
 
 class BigBirdForTokenClassification(_LabelledHeadModel):
-    """A label per token: dropout + linear on every hidden state, cross-entropy."""
+    """A label per token: dropout + linear on every hidden state, cross-entropy
+    (``bases``: as for sequence classification)."""
 
-    def __init__(self, config: BigBirdConfig, num_labels: int) -> None:
-        super().__init__(config)
-        self.num_labels = _positive(num_labels, "num_labels")
+    def __init__(self, config: BigBirdConfig, num_labels: int, **bases: int) -> None:
+        super().__init__(config, num_labels, **bases)
         self.head = nn.Sequential(
             nn.Dropout(config.hidden_dropout_prob), nn.Linear(config.hidden_size, num_labels)
         )

@@ -82,7 +82,12 @@ def embed_fasta(
         raise ConfigError(f"the batch size must be at least 1, got {batch_size}")
     chosen = resolve_device(device)
     autocast = inference_autocast(chosen, precision)
-    encoder = for_inference(load_model(model).encoder, chosen, precision)
+    loaded = load_model(model)
+    # a classifier's base features (dnabird.model.bases) are part of its token embeddings
+    bases = getattr(loaded, "bases", None)
+    encoder = for_inference(loaded.encoder, chosen, precision)
+    if bases is not None:
+        bases = for_inference(bases, chosen, precision)
     tokenizer = load_tokenizer(model, verify=False)
     config = encoder.config
     if max_length is None:
@@ -114,7 +119,7 @@ def embed_fasta(
                 _check_fits(ids, labels, max_length, fasta)
                 windows = pad_to_window(ids, max_length, names=labels, source=str(fasta))
                 with autocast:
-                    hidden = _hidden_states(encoder, windows, chosen)  # [B, L, C]
+                    hidden = _hidden_states(encoder, bases, windows, chosen)  # [B, L, C]
                 if not np.isfinite(hidden).all():
                     raise InputError(
                         f"{model}: the model gives non-finite hidden states (NaN or inf); "
@@ -162,12 +167,14 @@ def _check_fits(
 
 
 @torch.inference_mode()
-def _hidden_states(encoder, windows: np.ndarray, device: torch.device) -> np.ndarray:
-    """The encoder's last hidden states float32 ``[B, L, C]`` of token windows ``[B, L]``."""
+def _hidden_states(encoder, bases, windows: np.ndarray, device: torch.device) -> np.ndarray:
+    """The encoder's last hidden states float32 ``[B, L, C]`` of token windows ``[B, L]``
+    (``bases``: the model's base features, or None)."""
     from dnabird.data.classification import batch_tensors
 
     batch = batch_tensors(windows)
-    hidden = encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    hidden = encoder(ids, mask, base_features=bases)
     return hidden.float().cpu().numpy()
 
 

@@ -326,6 +326,23 @@ def binary_curves(labels: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarra
     }
 
 
+def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The decision threshold that maximizes F1 on ``labels`` (int {0, 1} ``[N]``) and
+    ``scores`` (P(positive) ``[N]``), for predictions ``score > threshold``: midway between
+    the lowest score the best cut calls positive and the next lower distinct score (0 below
+    the lowest), so new scores near the cut fall on the side the data put them. Of equal F1s
+    the highest threshold wins. InputError when the labels hold one class only."""
+    curves = binary_curves(labels, scores)
+    positives = int(np.sum(labels))
+    true_pos = curves["tpr"] * positives
+    false_pos = curves["fpr"] * (len(labels) - positives)
+    f1 = 2 * true_pos / (true_pos + false_pos + positives)  # [G + 1]; 0 at the first point
+    best = int(np.argmax(f1[1:])) + 1
+    cut = curves["thresholds"]
+    lower = cut[best + 1] if best + 1 < len(cut) else 0.0
+    return float((cut[best] + lower) / 2)
+
+
 def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """Metrics of K-class predictions: labels int 0..K-1 ``[N]``, ``probabilities`` ``[N, K]``.
 

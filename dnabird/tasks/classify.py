@@ -63,6 +63,9 @@ class Classifier:
     precision: str = "32-true"
     """What the forward passes run at (:data:`~dnabird.model.config.INFERENCE_PRECISIONS`):
     float32, or bfloat16 matrix products under autocast (``bf16-mixed``)."""
+    threshold: float = 0.5
+    """Two classes: a sequence is called ``classes[1]`` when P(``classes[1]``) is above it
+    (the run's ``early_stopping.threshold``, e.g. chosen on the validation split)."""
 
     @property
     def multilabel(self) -> bool:
@@ -113,6 +116,7 @@ class Classifier:
             bool(manifest.get("average_strands", False)),
             manifest.get("window_bp"),
             precision,
+            float(manifest.get("threshold", 0.5)),
         )
 
     def windows(
@@ -215,8 +219,8 @@ def evaluate_classifier(
     resamples: int = 1000,
     seed: int = 0,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Score ``classifier`` on labelled ``rows`` (their classes must be the classifier's):
-    ``(report, probabilities [N, K])``, the report a
+    """Score ``classifier`` on labelled ``rows`` (their classes must be the classifier's;
+    two classes split at its ``threshold``): ``(report, probabilities [N, K])``, the report a
     :func:`~dnabird.tasks.classification_metrics.classification_report` with 95% bootstrap
     intervals (``resamples``, ``seed``)."""
     from dnabird.tasks.classification_metrics import classification_report
@@ -228,6 +232,11 @@ def evaluate_classifier(
         )
     probabilities = classifier.probabilities(rows.sequences, rows.ids, rows.source, batch_size)
     report = classification_report(
-        rows.labels, scores(probabilities), classifier.classes, resamples=resamples, seed=seed
+        rows.labels,
+        scores(probabilities),
+        classifier.classes,
+        resamples=resamples,
+        seed=seed,
+        threshold=classifier.threshold,
     )
     return report, probabilities

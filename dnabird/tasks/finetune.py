@@ -9,10 +9,11 @@ with binary cross-entropy weighted by its ``pos_weight`` (built by the caller: a
 on a pretrained encoder, or a new model from a preset).
 
 - ``freeze_encoder``: the encoder's parameters do not require a gradient (so they get no
-  optimizer state) and the encoder stays in eval mode (no dropout): only the head learns.
-- ``layer_lr_decay`` d < 1 (:meth:`FinetuneModule.parameter_groups`): the head learns at the
-  scheduled rate, encoder layer ``i`` of ``L`` at ``d^(L-i)`` times it, the embeddings (and
-  ETC global tokens) at ``d^(L+1)``.
+  optimizer state) and the encoder stays in eval mode (no dropout): only the head (and the
+  model's base features, :mod:`dnabird.model.bases`, which sit outside the encoder) learns.
+- ``layer_lr_decay`` d < 1 (:meth:`FinetuneModule.parameter_groups`): the head (and base
+  features) learn at the scheduled rate, encoder layer ``i`` of ``L`` at ``d^(L-i)`` times
+  it, the embeddings (and ETC global tokens) at ``d^(L+1)``.
 - Validation: the logits of the whole validation split (all ranks) are scored at the end
   of each validation with :func:`validation_metrics`: ``val/loss`` (mean cross-entropy) and
   ``val/accuracy, precision, recall, f1, mcc, auroc, auprc``

@@ -100,6 +100,12 @@ class FinetuneModelSection(ModelSection):
     dropout: float | None = None
     """Hidden and attention dropout of the fine-tuned model, in [0, 1) (null: the model's
     own, from ``init`` or the preset)."""
+    base_channels: int = 0
+    """Channels of the base-resolution features added to the token embeddings (0 = off):
+    two convolutions over the bases the tokens spell, pooled per token, plus each token's
+    bp offset (:mod:`dnabird.model.bases`). New weights, trained from zero also on a
+    pretrained ``init``; they help where single bases and exact positions matter (promoters,
+    binding sites)."""
 
     def validate(self, key: str) -> None:
         if (self.init is None) == (self.preset is None):
@@ -126,6 +132,13 @@ class FinetuneModelSection(ModelSection):
             )
         if self.dropout is not None:
             require(0 <= self.dropout < 1, f"{key}.dropout", self.dropout, "in [0, 1) or null")
+        channels = self.base_channels
+        require(
+            isinstance(channels, int) and not isinstance(channels, bool) and channels >= 0,
+            f"{key}.base_channels",
+            channels,
+            "a whole number >= 0 (0 = off)",
+        )
 
     def config_overrides(self) -> dict[str, Any]:
         """BigBirdConfig fields to replace in the model: ``overrides`` and ``dropout``."""
@@ -348,7 +361,8 @@ class MultiLabelSection:
 @document_fields
 @dataclass
 class EarlyStoppingSection:
-    """Which validation metric selects the exported weights and when training stops."""
+    """What the validation split selects: the exported weights (by a metric), when training
+    stops, and the decision threshold of two-class models."""
 
     metric: str | None = "val/auroc"
     """Validation metric (``val/auroc``, ``val/auprc``, ``val/f1``, ``val/mcc``,
@@ -361,6 +375,13 @@ class EarlyStoppingSection:
     patience: int = 5
     """Stop after this many validations without improvement of ``metric`` (0 = never stop
     early; the best weights are still the ones exported)."""
+    threshold: float | str = 0.5
+    """Two classes only: P(class 1) above which a sequence is called class 1, for the test
+    report (F1, precision, recall, accuracy, MCC, confusion matrix; AUROC and AUPRC do not
+    depend on it) and ``dnabird evaluate`` with the exported model. ``validation``: the
+    threshold of the best F1 on the validation split, chosen for the exported weights and
+    for each baseline alike (useful when the training classes are balanced differently
+    from the data, e.g. with ``data.negative_draws > 1``)."""
 
     def validate(self, key: str) -> None:
         if self.metric is not None:
@@ -372,6 +393,18 @@ class EarlyStoppingSection:
             )
         require(self.mode in ("auto", "max", "min"), f"{key}.mode", self.mode, "auto, max or min")
         require(self.patience >= 0, f"{key}.patience", self.patience, ">= 0 (0 = never stop early)")
+        threshold = self.threshold
+        require(
+            threshold == "validation"
+            or (
+                isinstance(threshold, (int, float))
+                and not isinstance(threshold, bool)
+                and 0 <= threshold <= 1
+            ),
+            f"{key}.threshold",
+            threshold,
+            "a probability in [0, 1] or validation",
+        )
 
     @property
     def direction(self) -> str:
@@ -429,6 +462,17 @@ class FinetuneConfig(RunConfig):
                 f"early_stopping.metric={self.early_stopping.metric}: there is no validation "
                 "split (data.validation is null and data.split gives validation 0); give one, "
                 "or set early_stopping.metric=null to export the last weights"
+            )
+        if self.early_stopping.threshold == "validation" and not validates:
+            raise ConfigError(
+                "early_stopping.threshold=validation: there is no validation split "
+                "(data.validation is null and data.split gives validation 0); give one, or a "
+                "fixed threshold such as 0.5"
+            )
+        if self.task == "multilabel" and self.early_stopping.threshold != 0.5:
+            raise ConfigError(
+                f"early_stopping.threshold={self.early_stopping.threshold}: multi-label models "
+                "are reported by AUROC and AUPRC, which need no threshold; leave it at 0.5"
             )
 
     def check(self, hardware: bool = True) -> None:

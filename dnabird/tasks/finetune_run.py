@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dnabird.errors import InputError
+from dnabird.errors import ConfigError, InputError
 from dnabird.tasks.finetune_config import FinetuneConfig
 from dnabird.tasks.trainer import CHECKPOINT_DIR, TrainingRun, build_trainer
 
@@ -88,6 +88,18 @@ def run_finetune(
         " / ".join(f"{sum(n.values()):,}" for n in splits.counts().values()),
         window,
     )
+    threshold = config.early_stopping.threshold
+    if not multilabel and len(classes) != 2 and threshold != 0.5:
+        raise ConfigError(
+            f"early_stopping.threshold={threshold}: a threshold splits two classes, and "
+            f"data.classes has {len(classes)}; leave it at 0.5 (the arg-max decides)"
+        )
+    if threshold == "validation" and not len(windowed["validation"]):
+        raise InputError(
+            f"{config.data.train}: the validation split is empty, so "
+            "early_stopping.threshold=validation cannot be chosen; give data.validation or "
+            "a fixed threshold"
+        )
     if config.early_stopping.metric is not None and not len(windowed["validation"]):
         raise InputError(
             f"{config.data.train}: the validation split is empty (split counts "
@@ -127,7 +139,7 @@ def run_finetune(
         inputs["init_sha256"] = sha256_file(Path(config.model.init) / WEIGHTS_NAME)
     if multilabel and config.multilabel.names is not None:
         inputs["names_sha256"] = sha256_file(config.multilabel.names)
-    head_args = _head_args(config, len(classes))
+    head_args = _head_args(config, len(classes), tokenizer)
     with torch.device("meta"):  # shapes only, to check a checkpoint before resuming
         shapes = head_class(config.head)(model_config, **head_args)
     out = Path(config.out)
@@ -150,7 +162,7 @@ def run_finetune(
             return run.model_dir
         L.seed_everything(config.seed, workers=True, verbose=False)
         module = FinetuneModule(
-            _initial_model(config, model_config, head_args),
+            _initial_model(config, model_config, head_args, tokenizer),
             config.to_dict()["optim"],
             config.trainer.max_steps,
             freeze_encoder=config.model.freeze_encoder,
@@ -160,7 +172,8 @@ def run_finetune(
         run.fit(trainer, module, datamodule)
         best = _restore_best(config, module, out)
         test = None
-        if trainer.is_global_zero and len(windowed["test"]):
+        decision = {}  # two classes: the threshold the exported model decides at
+        if trainer.is_global_zero:
             from dnabird.tasks.classify import Classifier
 
             device = trainer.strategy.root_device  # Lightning moved the model to the CPU
@@ -173,6 +186,10 @@ def run_finetune(
                 device,
                 average_strands=multilabel and config.multilabel.average_strands,
             )
+            if not multilabel and len(classes) == 2:
+                classifier.threshold = _decision_threshold(config, splits, classifier)
+                decision = {"threshold": classifier.threshold}
+        if trainer.is_global_zero and len(windowed["test"]):
             if multilabel:
                 from dnabird.tasks.profiles_report import evaluate_profiles
 
@@ -206,6 +223,7 @@ def run_finetune(
             best=best,
             stopped_early=_stopped_by_patience(trainer),
             test=test,
+            **decision,
         )
 
 
@@ -287,12 +305,16 @@ def _describe_input(path: str) -> dict[str, Any]:
     return describe_file(target)
 
 
-def _head_args(config: FinetuneConfig, num_labels: int) -> dict[str, Any]:
-    """Arguments of the head class besides the config: the outputs, and the multi-label
-    loss's positive weight."""
+def _head_args(config: FinetuneConfig, num_labels: int, tokenizer: Any) -> dict[str, Any]:
+    """Arguments of the head class besides the config: the outputs, the base features (for
+    pieces up to the tokenizer's longest) and the multi-label loss's positive weight."""
+    args: dict[str, Any] = {"num_labels": num_labels}
+    if config.model.base_channels:
+        args["base_channels"] = config.model.base_channels
+        args["max_piece_bp"] = int(tokenizer.bp_per_id.max())
     if config.task == "multilabel":
-        return {"num_labels": num_labels, "pos_weight": config.multilabel.pos_weight}
-    return {"num_labels": num_labels}
+        args["pos_weight"] = config.multilabel.pos_weight
+    return args
 
 
 def _tokenizer(config: FinetuneConfig) -> Any:
@@ -309,21 +331,27 @@ def _tokenizer(config: FinetuneConfig) -> Any:
     return DNATokenizer.from_pretrained(folder)
 
 
-def _initial_model(config: FinetuneConfig, model_config: Any, head_args: dict[str, Any]) -> Any:
+def _initial_model(
+    config: FinetuneConfig, model_config: Any, head_args: dict[str, Any], tokenizer: Any
+) -> Any:
     """The classifier before training: a new head (``head_args``) on ``model.init``'s
     encoder, or a new model from the preset (drawn from the global generator: seed it
-    first)."""
+    first); new base features spell the tokenizer's pieces."""
     from dnabird.model.pretrained import head_class, load_model
 
     if config.model.init is None:
-        return head_class(config.head)(model_config, **head_args)
-    return load_model(
-        config.model.init,
-        config.head,
-        new_head=True,
-        config_overrides=config.model.config_overrides(),
-        **head_args,
-    )
+        model = head_class(config.head)(model_config, **head_args)
+    else:
+        model = load_model(
+            config.model.init,
+            config.head,
+            new_head=True,
+            config_overrides=config.model.config_overrides(),
+            **head_args,
+        )
+    if model.bases is not None:
+        model.bases.set_vocabulary(tokenizer.pieces)
+    return model
 
 
 def _selection_callbacks(config: FinetuneConfig, out: Path) -> list[Any]:
@@ -392,11 +420,30 @@ def _restore_best(config: FinetuneConfig, module: Any, out: Path) -> dict[str, A
     }
 
 
+def _decision_threshold(
+    config: FinetuneConfig, splits: LabelledSplits, classifier: Classifier
+) -> float:
+    """``early_stopping.threshold`` of a two-class model: the number given, or the one of the
+    best F1 of ``classifier`` (the selected weights) on the validation split."""
+    from dnabird.tasks.classification_metrics import best_f1_threshold
+
+    if config.early_stopping.threshold != "validation":
+        return float(config.early_stopping.threshold)
+    validation = splits.part("validation")
+    probabilities = classifier.probabilities(
+        validation.sequences, validation.ids, validation.source, config.data.batch_size
+    )
+    threshold = best_f1_threshold(validation.labels, probabilities[:, 1])
+    log.info("decision threshold %.4f: the best F1 on the validation split", threshold)
+    return threshold
+
+
 def evaluate_test(
     config: FinetuneConfig, splits: LabelledSplits, classifier: Classifier, out: Path
 ) -> dict[str, Any]:
-    """Score ``classifier`` (the selected weights) on the test split next to the baselines
-    trained on the same training split; write ``report.json``, ``roc_pr.png`` and
+    """Score ``classifier`` (the selected weights, split at its ``threshold``) on the test
+    split next to the baselines trained on the same training split (their thresholds chosen
+    as ``early_stopping.threshold`` says); write ``report.json``, ``roc_pr.png`` and
     ``confusion.png`` into ``out``; return ``{"reports": {name: report}, ...}``."""
     from dnabird.baselines import run_baselines
     from dnabird.files import write_text_atomic
@@ -414,12 +461,16 @@ def evaluate_test(
         classifier, test, batch_size=config.data.batch_size, seed=config.seed
     )
     predicted = {MODEL_NAME: probabilities}
+    chosen = config.early_stopping.threshold == "validation"
+    validation = splits.part("validation") if chosen else None
     baselines = run_baselines(
         (train.sequences, train.labels),
         (test.sequences, test.labels),
         splits.classes,
         seed=config.seed,
         probabilities=predicted,
+        threshold=classifier.threshold if len(splits.classes) == 2 and not chosen else 0.5,
+        validation=None if validation is None else (validation.sequences, validation.labels),
     )
     reports = {MODEL_NAME: report, **baselines}
     result = {

@@ -17,6 +17,7 @@ from sklearn.preprocessing import label_binarize
 from dnabird.errors import ConfigError, InputError
 from dnabird.tasks.classification_metrics import (
     BINARY_METRICS,
+    best_f1_threshold,
     binary_curves,
     binary_metrics,
     bootstrap_intervals,
@@ -324,3 +325,21 @@ def test_binary_curves_equal_sklearn():
     assert steps.sum() == pytest.approx(values["auprc"])
     with pytest.raises(InputError, match="both classes"):
         binary_curves(np.ones(3, int), np.array([0.1, 0.2, 0.3]))
+
+
+def test_best_f1_threshold_by_hand_and_against_every_cut():
+    # scores 0.9 (1), 0.8 (0), 0.7 (1), 0.6 (1), 0.2 (0): calling the top four positive
+    # gives F1 2*3 / (2*3 + 1 + 0) = 0.857, the best; the cut lies between 0.6 and 0.2
+    labels = np.array([1, 0, 1, 1, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.2])
+    assert best_f1_threshold(labels, scores) == pytest.approx(0.4)
+    assert binary_metrics(labels, scores, 0.4)["f1"] == pytest.approx(6 / 7)
+    for seed in range(5):  # no other cut (midway between distinct scores) does better
+        labels, scores = _random_binary(seed, n=150)
+        chosen = best_f1_threshold(labels, scores)
+        distinct = np.unique(scores)
+        cuts = [0.0, *((distinct[1:] + distinct[:-1]) / 2)]
+        best = max(skm.f1_score(labels, scores > cut) for cut in cuts)
+        assert skm.f1_score(labels, scores > chosen) == pytest.approx(best)
+    with pytest.raises(InputError, match="both classes"):
+        best_f1_threshold(np.zeros(3, int), np.array([0.1, 0.2, 0.3]))

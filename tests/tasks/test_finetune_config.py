@@ -79,6 +79,7 @@ BASE = ["model.preset=tiny", "model.tokenizer=tok", "data.train=x.csv"]
             r"model.layer_lr_decay=0.8: the encoder is frozen",
         ),
         ([*BASE, "model.dropout=1"], r"model.dropout=1.0: must be in \[0, 1\)"),
+        ([*BASE, "model.base_channels=-1"], r"model.base_channels=-1: must be a whole number"),
         ([*BASE, "task=multi-label"], r"task='multi-label': must be one of sequence, multilabel"),
         (
             [*BASE, "task=multilabel", "data.classes=[a, b]"],
@@ -95,6 +96,23 @@ BASE = ["model.preset=tiny", "model.tokenizer=tok", "data.train=x.csv"]
         ),
         ([*BASE, "early_stopping.mode=up"], r"early_stopping.mode='up'"),
         ([*BASE, "early_stopping.patience=-1"], r"early_stopping.patience=-1"),
+        (
+            [*BASE, "early_stopping.threshold=1.5"],
+            r"early_stopping.threshold=1.5: must be a probability in \[0, 1\] or validation",
+        ),
+        (
+            [*BASE, "early_stopping.threshold=best"],
+            r"early_stopping.threshold='best': must be a probability",
+        ),
+        (
+            [*BASE, "early_stopping.metric=null", "early_stopping.threshold=validation"]
+            + ["data.split=[0.9, 0.0, 0.1]"],
+            r"early_stopping.threshold=validation: there is no validation split",
+        ),
+        (
+            [*BASE, "task=multilabel", "early_stopping.threshold=0.3"],
+            r"early_stopping.threshold=0.3: multi-label models are reported by AUROC",
+        ),
         (
             [*BASE, "data.split=[1.0, 0.0, 0.0]"],
             r"early_stopping.metric=val/auroc: there is no validation split",

@@ -152,7 +152,8 @@ def model_logits(classifier, ids: list[list[int]], width: int) -> torch.Tensor:
     return classifier.model(**batch_tensors(pad_to_window(ids, width))).logits
 
 
-def test_start_from_a_pretrained_folder_with_a_frozen_encoder(inputs: Path, tmp_path: Path) -> None:
+def _pretrained(inputs: Path, folder: Path) -> Path:
+    """A (random) masked-LM model folder of the small shape with the test tokenizer."""
     from dnabird.model import BigBirdConfig, BigBirdForMaskedLM
     from dnabird.model.pretrained import write_model_folder
     from dnabird.tokenizer import DNATokenizer
@@ -166,20 +167,24 @@ def test_start_from_a_pretrained_folder_with_a_frozen_encoder(inputs: Path, tmp_
         max_position_embeddings=64,
         block_size=4,
     )
-    pretrained = write_model_folder(
-        tmp_path / "pretrained",
-        BigBirdForMaskedLM(config),
-        {"stage": "pretrain"},
-        tokenizer=tokenizer,
+    return write_model_folder(
+        folder, BigBirdForMaskedLM(config), {"stage": "pretrain"}, tokenizer=tokenizer
     )
-    run = _config(
+
+
+def _from_pretrained(inputs: Path, tmp_path: Path, *extra: str) -> tuple[Path, FinetuneConfig]:
+    """A pretrained folder in ``tmp_path`` and a run config starting from it."""
+    pretrained = _pretrained(inputs, tmp_path / "pretrained")
+    start = ("model.preset=null", "model.tokenizer=null", "model.overrides={}")
+    return pretrained, _config(inputs, tmp_path / "run", *start, f"model.init={pretrained}", *extra)
+
+
+def test_start_from_a_pretrained_folder_with_a_frozen_encoder(inputs: Path, tmp_path: Path) -> None:
+    pretrained, run = _from_pretrained(
         inputs,
-        tmp_path / "run",
-        "model.preset=null",
-        "model.tokenizer=null",
-        "model.overrides={}",
-        f"model.init={pretrained}",
+        tmp_path,
         "model.freeze_encoder=true",
+        "model.base_channels=4",  # new weights outside the encoder: they still train
         "model.dropout=0.0",
         "trainer.max_steps=10",
         "early_stopping.metric=null",
@@ -192,6 +197,7 @@ def test_start_from_a_pretrained_folder_with_a_frozen_encoder(inputs: Path, tmp_
     )
     encoder = [name for name in after if name.startswith("encoder.")]
     assert encoder and all(torch.equal(after[n], before[n]) for n in encoder)  # frozen
+    assert after["bases.projection.weight"].abs().sum() > 0  # trained away from zero
     assert json.loads((exported / "config.json").read_text())["hidden_dropout_prob"] == 0.0
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["best"] is None and manifest["steps"] == 10
@@ -216,3 +222,52 @@ def test_an_empty_validation_split_cannot_select_weights(inputs: Path, tmp_path:
     ):
         run_finetune(_config(inputs, tmp_path / "run", f"data.train={tiny}"))
     assert not (tmp_path / "run").exists()
+
+
+def test_base_features_on_a_pretrained_encoder(inputs: Path, tmp_path: Path) -> None:
+    """``model.base_channels``: new base features on a pretrained encoder train, are
+    exported with the tokenizer's pieces, and keep predictions independent of the batch."""
+    from dnabird.model.pretrained import load_tokenizer
+    from dnabird.tasks.classify import Classifier
+
+    _, run = _from_pretrained(inputs, tmp_path, "model.base_channels=8", "trainer.max_steps=20")
+    exported = run_finetune(run)
+    weights = load_file(exported / "model.safetensors")
+    assert weights["bases.projection.weight"].abs().sum() > 0  # trained away from zero
+    tokenizer = load_tokenizer(exported)
+    np.testing.assert_array_equal(weights["bases.piece_lengths"].numpy(), tokenizer.bp_per_id)
+    classifier = Classifier.load(exported, "cpu")
+    assert classifier.model.head_args()["base_channels"] == 8
+    short, long = "ACGTTGCA" * 2, "TATAAAAGGCGC" + "ACGT" * 10
+    alone = classifier.probabilities([short], batch_size=1)
+    together = classifier.probabilities([long, short], batch_size=2)
+    torch.testing.assert_close(together[1], alone[0], rtol=0, atol=1e-6)
+
+
+def test_a_threshold_chosen_on_the_validation_split(inputs: Path, tmp_path: Path) -> None:
+    """``early_stopping.threshold=validation``: the best-F1 threshold of the exported weights
+    on the validation split (recomputed here through the loaded model), recorded in the
+    folder, used by the test report and by ``evaluate``; each baseline gets its own."""
+    from dnabird.data.classification import load_splits
+    from dnabird.tasks.classification_metrics import best_f1_threshold
+    from dnabird.tasks.classify import Classifier, evaluate_classifier
+
+    config = _config(
+        inputs, tmp_path / "run", "early_stopping.threshold=validation", "trainer.max_steps=20"
+    )
+    exported = run_finetune(config)
+    manifest = json.loads((exported / "manifest.json").read_text())
+    classifier = Classifier.load(exported, "cpu")
+    splits = load_splits(config.data, config.seed)
+    validation, test = splits.part("validation"), splits.part("test")
+    probabilities = classifier.probabilities(validation.sequences)
+    expected = best_f1_threshold(validation.labels, probabilities[:, 1])
+    assert manifest["threshold"] == pytest.approx(expected, abs=1e-9)
+    assert classifier.threshold == manifest["threshold"]
+    reports = manifest["test"]["reports"]
+    assert reports["dnabird"]["threshold"] == manifest["threshold"]
+    again, _ = evaluate_classifier(classifier, test)
+    assert again["threshold"] == manifest["threshold"]
+    assert again["metrics"]["f1"] == pytest.approx(reports["dnabird"]["metrics"]["f1"])
+    for name in ("kmer_logreg", "onehot_logreg"):
+        assert 0 <= reports[name]["threshold"] <= 1

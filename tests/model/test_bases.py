@@ -1,0 +1,134 @@
+"""Base-resolution token features (dnabird.model.bases) against a direct computation on the
+spelled-out bases; batch and padding independence; zero start; save/load; the heads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dnabird.errors import ConfigError
+from dnabird.model import (
+    BigBirdConfig,
+    BigBirdForMultiLabelClassification,
+    BigBirdForSequenceClassification,
+    BigBirdForTokenClassification,
+)
+from dnabird.model.bases import BaseFeatures
+from dnabird.tokenizer import DNATokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> DNATokenizer:
+    rng = np.random.default_rng(0)
+    sentences = ["".join(rng.choice(list("ACGT"), size=300)) for _ in range(100)]
+    return DNATokenizer.train(sentences, vocab_size=60)
+
+
+def features(tokenizer: DNATokenizer, channels: int = 8) -> BaseFeatures:
+    """Base features over ``tokenizer``'s pieces, hidden size 16, random projection."""
+    torch.manual_seed(0)
+    module = BaseFeatures(len(tokenizer.pieces), int(tokenizer.bp_per_id.max()), 16, channels)
+    module.set_vocabulary(tokenizer.pieces)
+    torch.nn.init.normal_(module.projection.weight)
+    return module
+
+
+def direct(module: BaseFeatures, tokenizer: DNATokenizer, ids: list[int]) -> torch.Tensor:
+    """The features of one row computed the plain way: spell its bases (tokenizer.decode),
+    one-hot them (N all zero), convolve, average over each token's span
+    (tokenizer.offsets), append sin/cos of the span's start, project: ``[L, hidden]``."""
+    bases = tokenizer.decode(ids)
+    one_hot = torch.zeros(4, max(len(bases), 1))
+    for i, base in enumerate(bases):
+        if base in "ACGT":
+            one_hot[("ACGT").index(base), i] = 1
+    h = one_hot[None]
+    for convolution in module.convolutions:
+        h = F.gelu(convolution(h))
+    h = h[0].T  # (T, channels)
+    rows = []
+    for start, end in tokenizer.offsets(ids):
+        pooled = h[start:end].mean(0) if end > start else torch.zeros(h.shape[1])
+        angles = start * module.frequencies
+        rows.append(torch.cat([pooled, torch.sin(angles), torch.cos(angles)]))
+    return module.projection(torch.stack(rows))
+
+
+def test_features_match_the_bases_spelled_out(tokenizer):
+    module = features(tokenizer)
+    rows = ["ACGTTGCANNNNNACGGT" * 4, "TTTTACGCGA"]
+    batch = tokenizer(rows)  # [CLS] ... [SEP] [PAD]...
+    with torch.no_grad():
+        got = module(batch["input_ids"])
+        for r, ids in enumerate(batch["input_ids"].tolist()):
+            torch.testing.assert_close(got[r], direct(module, tokenizer, ids), atol=1e-5, rtol=0)
+
+
+def test_a_row_does_not_depend_on_its_batch_or_its_padding(tokenizer):
+    module = features(tokenizer)
+    alone = tokenizer(["ACGTACGGTCA"])["input_ids"]
+    batch = tokenizer(["ACGTACGGTCA", "A" * 200])["input_ids"]
+    with torch.no_grad():
+        a = module(alone)[0]
+        b = module(batch)[0, : alone.shape[1]]
+        padded = module(F.pad(alone, (0, 7)))[0, : alone.shape[1]]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a, padded, atol=1e-5, rtol=0)
+
+
+def test_vocabulary_must_be_set_and_fit(tokenizer):
+    module = BaseFeatures(len(tokenizer.pieces), 64, 16)
+    with pytest.raises(ConfigError, match="no vocabulary"):
+        module(torch.tensor([[2, 3]]))
+    with pytest.raises(ConfigError, match="pieces but the model"):
+        module.set_vocabulary(tokenizer.pieces[:-1])
+    with pytest.raises(ConfigError, match="longer than"):
+        BaseFeatures(len(tokenizer.pieces), 1, 16).set_vocabulary(tokenizer.pieces)
+    with pytest.raises(ConfigError, match="base_channels"):
+        BaseFeatures(len(tokenizer.pieces), 64, 16, channels=0)
+
+
+def config(tokenizer: DNATokenizer) -> BigBirdConfig:
+    return BigBirdConfig.preset(
+        "tiny",
+        vocab_size=len(tokenizer.pieces),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "head", [BigBirdForSequenceClassification, BigBirdForMultiLabelClassification]
+)
+def test_a_new_classifier_starts_with_the_outputs_it_had_without_them(tokenizer, head):
+    torch.manual_seed(0)
+    plain = head(config(tokenizer), 3).eval()
+    with_bases = head(config(tokenizer), 3, base_channels=8, max_piece_bp=64).eval()
+    with_bases.load_state_dict(plain.state_dict(), strict=False)
+    with_bases.bases.set_vocabulary(tokenizer.pieces)
+    batch = tokenizer(["ACGTTGCA" * 30, "GGGCCA"])  # long enough for block-sparse attention
+    with torch.no_grad():
+        torch.testing.assert_close(with_bases(**batch).logits, plain(**batch).logits)
+    labels = (
+        torch.tensor([1, 2])
+        if head is BigBirdForSequenceClassification
+        else torch.tensor([[1.0, 0, 1], [0, 1, 0]])
+    )
+    with_bases(**batch, labels=labels).loss.backward()
+    assert with_bases.bases.projection.weight.grad.abs().sum() > 0
+
+
+def test_save_and_load_keep_the_pieces_and_the_outputs(tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = BigBirdForTokenClassification(config(tokenizer), 2, base_channels=8, max_piece_bp=64)
+    model.bases.set_vocabulary(tokenizer.pieces)
+    torch.nn.init.normal_(model.bases.projection.weight)
+    model.eval().save_pretrained(tmp_path)
+    loaded = BigBirdForTokenClassification.from_pretrained(tmp_path).eval()
+    assert loaded.head_args() == {"num_labels": 2, "base_channels": 8, "max_piece_bp": 64}
+    torch.testing.assert_close(loaded.bases.piece_lengths, model.bases.piece_lengths)
+    batch = tokenizer(["ACGTNNACGGT", "TTGACA"])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
