@@ -132,13 +132,8 @@ class FinetuneModelSection(ModelSection):
             )
         if self.dropout is not None:
             require(0 <= self.dropout < 1, f"{key}.dropout", self.dropout, "in [0, 1) or null")
-        channels = self.base_channels
-        require(
-            isinstance(channels, int) and not isinstance(channels, bool) and channels >= 0,
-            f"{key}.base_channels",
-            channels,
-            "a whole number >= 0 (0 = off)",
-        )
+        channels = self.base_channels  # an int: the config loader checks the types
+        require(channels >= 0, f"{key}.base_channels", channels, "a whole number >= 0 (0 = off)")
 
     def config_overrides(self) -> dict[str, Any]:
         """BigBirdConfig fields to replace in the model: ``overrides`` and ``dropout``."""
@@ -380,8 +375,8 @@ class EarlyStoppingSection:
     report (F1, precision, recall, accuracy, MCC, confusion matrix; AUROC and AUPRC do not
     depend on it) and ``dnabird evaluate`` with the exported model. ``validation``: the
     threshold of the best F1 on the validation split, chosen for the exported weights and
-    for each baseline alike (useful when the training classes are balanced differently
-    from the data, e.g. with ``data.negative_draws > 1``)."""
+    for each baseline alike (useful when training sees its examples differently from new
+    data: with ``data.negative_draws > 1`` each positive is repeated)."""
 
     def validate(self, key: str) -> None:
         if self.metric is not None:
@@ -393,14 +388,9 @@ class EarlyStoppingSection:
             )
         require(self.mode in ("auto", "max", "min"), f"{key}.mode", self.mode, "auto, max or min")
         require(self.patience >= 0, f"{key}.patience", self.patience, ">= 0 (0 = never stop early)")
-        threshold = self.threshold
+        threshold = self.threshold  # a float or a str: the config loader checks the types
         require(
-            threshold == "validation"
-            or (
-                isinstance(threshold, (int, float))
-                and not isinstance(threshold, bool)
-                and 0 <= threshold <= 1
-            ),
+            threshold == "validation" or (not isinstance(threshold, str) and 0 <= threshold <= 1),
             f"{key}.threshold",
             threshold,
             "a probability in [0, 1] or validation",

@@ -461,16 +461,18 @@ def evaluate_test(
         classifier, test, batch_size=config.data.batch_size, seed=config.seed
     )
     predicted = {MODEL_NAME: probabilities}
-    chosen = config.early_stopping.threshold == "validation"
-    validation = splits.part("validation") if chosen else None
+    validation = None  # the baselines' thresholds are chosen there too
+    if config.early_stopping.threshold == "validation":
+        part = splits.part("validation")
+        validation = (part.sequences, part.labels)
     baselines = run_baselines(
         (train.sequences, train.labels),
         (test.sequences, test.labels),
         splits.classes,
         seed=config.seed,
         probabilities=predicted,
-        threshold=classifier.threshold if len(splits.classes) == 2 and not chosen else 0.5,
-        validation=None if validation is None else (validation.sequences, validation.labels),
+        threshold=classifier.threshold,
+        validation=validation,
     )
     reports = {MODEL_NAME: report, **baselines}
     result = {
