@@ -28,8 +28,9 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
         choices=INFERENCE_PRECISIONS,
         default="32-true",
         help="32-true: float32 throughout; bf16-mixed: matrix products in bfloat16 under "
-        "autocast (faster on GPUs and on CPUs with bfloat16 instructions; outputs differ from "
-        "float32's in the second or third decimal)",
+        "autocast (faster on GPUs and on CPUs with bfloat16 instructions, several times "
+        "slower on CPUs without them; outputs differ from float32's in the second or third "
+        "decimal)",
     )
 
 

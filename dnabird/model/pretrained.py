@@ -26,7 +26,9 @@ for a tokenizer.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import shutil
 from pathlib import Path, PurePosixPath
@@ -40,6 +42,8 @@ from dnabird.errors import ConfigError, InputError
 from dnabird.files import atomic_path, sha256_file
 from dnabird.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from dnabird.model.config import CONFIG_NAME, INFERENCE_PRECISIONS, BigBirdConfig
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from dnabird.model.heads import BigBirdPreTrainedModel
@@ -343,11 +347,34 @@ def for_inference(model: M, device: torch.device, precision: str = "32-true") ->
     autocast."""
     check_precision(precision)
     model = model.to(device).eval()
+    if precision == "bf16-mixed" and device.type == "cpu" and not cpu_has_bfloat16():
+        _warn_emulated_bfloat16()
     if precision == "bf16-mixed":
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
                 module.to(torch.bfloat16)
     return model
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AVX-512 BF16 or AMX tiles).
+    Without them PyTorch emulates bfloat16 matrix products: on an AVX2-only AMD EPYC one
+    feed-forward block took 1,231 ms in bfloat16 against 191 ms in float32
+    (``benchmarks/RESULTS.md``). True when this PyTorch cannot tell."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    found = [getattr(torch.cpu, name, None) for name in probes]
+    if not all(callable(probe) for probe in found):
+        return True
+    return any(probe() for probe in found)
+
+
+@functools.cache
+def _warn_emulated_bfloat16() -> None:
+    """Once per process: bf16-mixed on a CPU without bfloat16 instructions."""
+    log.warning(
+        "this CPU has no bfloat16 matrix instructions (AVX-512 BF16 or AMX): bf16-mixed "
+        "emulates them and runs several times slower than 32-true here"
+    )
 
 
 def resolve_device(device: str | None = None) -> torch.device:

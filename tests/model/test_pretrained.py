@@ -231,3 +231,42 @@ def test_resolve_device_checks_names_and_this_machine():
             resolve_device(name)
     with pytest.raises(ConfigError, match="cuda:99"):
         resolve_device("cuda:99")  # no machine has 100 GPUs; without CUDA: not available
+
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    line = next((line for line in text.splitlines() if line.startswith("flags")), None)
+    return None if line is None else set(line.split(":", 1)[1].split())
+
+
+def test_cpu_has_bfloat16_agrees_with_the_kernels_cpu_flags():
+    from dnabird.model.pretrained import cpu_has_bfloat16
+
+    flags = _cpu_flags()
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo flags on this machine")
+    assert cpu_has_bfloat16() == bool(flags & {"avx512_bf16", "amx_tile"})
+
+
+@pytest.mark.parametrize("hardware", [False, True])
+def test_bf16_mixed_on_a_cpu_without_bfloat16_warns_once(monkeypatch, caplog, hardware):
+    from dnabird.model import pretrained
+
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: hardware)
+    pretrained._warn_emulated_bfloat16.cache_clear()
+    model = BigBirdForSequenceClassification(CONFIG, num_labels=2)
+    with caplog.at_level("WARNING", logger="dnabird.model.pretrained"):
+        pretrained.for_inference(model, torch.device("cpu"), "32-true")
+        assert not caplog.records  # float32 never warns
+        for _ in range(2):
+            pretrained.for_inference(model, torch.device("cpu"), "bf16-mixed")
+    warned = [r.getMessage() for r in caplog.records]
+    if hardware:
+        assert warned == []
+    else:
+        assert len(warned) == 1 and "no bfloat16 matrix instructions" in warned[0]
+    pretrained._warn_emulated_bfloat16.cache_clear()
