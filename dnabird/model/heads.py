@@ -27,8 +27,9 @@ multi-label targets outside [0, 1] or non-finite regression targets are a one-li
 :class:`~dnabird.errors.InputError` naming the model.
 
 The masked-LM decoder is tied to the input token embeddings (plus its own bias), as in
-BERT. Sequence-level heads pool the [CLS] token (position 0 of the input) through a dense
-layer and tanh, as BERT's pooler. ``save_pretrained``/``from_pretrained`` write and read
+BERT. Sequence-level heads pool the [CLS] token (position 0 of the input; or the mean or
+maximum over the real tokens, ``pooling``) through a dense layer and tanh, as BERT's pooler.
+``save_pretrained``/``from_pretrained`` write and read
 ``config.json`` + ``model.safetensors`` (see :mod:`dnabird.model.pretrained`).
 """
 
@@ -48,7 +49,7 @@ from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError, InputError
 from dnabird.model.bases import BaseFeatures
 from dnabird.model.bigbird import BigBirdEncoder, describe_tensor, init_weights, make_activation
-from dnabird.model.config import IGNORE_INDEX, BigBirdConfig
+from dnabird.model.config import IGNORE_INDEX, POOLINGS, BigBirdConfig
 from dnabird.model.pretrained import load_weights, save_weights
 
 
@@ -236,18 +237,36 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
         return ModelOutput(logits=logits, hidden_states=h, loss=loss)
 
 
-class ClassificationHead(nn.Module):
-    """[CLS] pooler (dense + tanh on position 0), dropout, linear classifier."""
+def pool_states(h: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """``h: [B, L, C]`` -> ``[B, C]`` as :data:`~dnabird.model.config.POOLINGS` describes;
+    ``attention_mask: [B, L]`` (1 = real token; None: every token is real)."""
+    if pooling == "cls":
+        return h[:, 0]
+    if attention_mask is None:
+        return h.mean(dim=1) if pooling == "mean" else h.amax(dim=1)
+    real = attention_mask.bool()[..., None]  # (B, L, 1)
+    if pooling == "mean":
+        return (h * real).sum(dim=1) / real.sum(dim=1).clamp_min(1)
+    return h.masked_fill(~real, torch.finfo(h.dtype).min).amax(dim=1)
 
-    def __init__(self, config: BigBirdConfig, num_labels: int) -> None:
+
+class ClassificationHead(nn.Module):
+    """Pooling of the last hidden states (``pooling``, one of
+    :data:`~dnabird.model.config.POOLINGS`), pooler (dense + tanh), dropout, linear
+    classifier."""
+
+    def __init__(self, config: BigBirdConfig, num_labels: int, pooling: str = "cls") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        self.pooling = pooling
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """``h: [B, L, C]`` -> ``[B, K]``."""
-        pooled = torch.tanh(self.pooler(h[:, 0]))  # (B, C)
+    def forward(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``h: [B, L, C]``, ``attention_mask: [B, L]`` (1 = real token) -> ``[B, K]``."""
+        pooled = torch.tanh(self.pooler(pool_states(h, attention_mask, self.pooling)))  # (B, C)
         return self.classifier(self.dropout(pooled))  # (B, K)
 
 
@@ -291,11 +310,12 @@ class _LabelledHeadModel(BigBirdPreTrainedModel):
     ) -> ModelOutput:
         """``input_ids: [B, L]``; labels as the subclass's ``loss`` documents."""
         h = self.encoder(input_ids, attention_mask, token_type_ids, base_features=self.bases)
-        return self._head_output(h, labels)
+        return self._output(self.head(h), h, labels)  # logits (B, L, K) per token
 
-    def _head_output(self, h: torch.Tensor, labels: torch.Tensor | None) -> ModelOutput:
-        """The head on hidden states ``h`` (``[B, L, C]``), and the loss when labelled."""
-        logits = self.head(h)  # (B, K) per sequence or (B, L, K) per token
+    def _output(
+        self, logits: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None
+    ) -> ModelOutput:
+        """The head's ``logits`` on hidden states ``h``, and the loss when labelled."""
         loss = None if labels is None else self.loss(logits, labels)
         return ModelOutput(logits=logits, hidden_states=h, loss=loss)
 
@@ -304,16 +324,22 @@ class _LabelledHeadModel(BigBirdPreTrainedModel):
 
 
 class BigBirdForSequenceClassification(_LabelledHeadModel):
-    """One label per sequence from the pooled [CLS] token: cross-entropy over
+    """One label per sequence from the pooled last hidden states: cross-entropy over
     ``num_labels`` classes, or mean-squared-error regression when ``num_labels == 1``.
 
-    ``bases``: ``base_channels`` and ``max_piece_bp``, the base-resolution features of
-    :class:`_LabelledHeadModel`."""
+    ``pooling``: the [CLS] token (``cls``, BERT's), or the ``mean`` or ``max`` over the real
+    tokens (:func:`pool_states`). ``bases``: ``base_channels`` and ``max_piece_bp``, the
+    base-resolution features of :class:`_LabelledHeadModel`."""
 
-    def __init__(self, config: BigBirdConfig, num_labels: int, **bases: int) -> None:
+    def __init__(
+        self, config: BigBirdConfig, num_labels: int, pooling: str = "cls", **bases: int
+    ) -> None:
         super().__init__(config, num_labels, **bases)
-        self.head = ClassificationHead(config, num_labels)
+        self.head = ClassificationHead(config, num_labels, pooling)
         self.head.apply(init_weights(config))
+
+    def head_args(self) -> dict[str, Any]:
+        return {**super().head_args(), "pooling": self.head.pooling}
 
     def forward(
         self,
@@ -323,14 +349,20 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
         labels: torch.Tensor | None = None,
         cls_only: bool = False,
     ) -> ModelOutput:
-        """``input_ids: [B, L]``; labels as :meth:`loss` documents. ``cls_only=True``: the
-        encoder's last layer computes the [CLS] row alone (the row the head reads; see
-        ``BigBirdEncoder.forward(first_only=True)``): the same logits for less work, and
-        ``hidden_states`` is then ``[B, 1, C]``."""
+        """``input_ids: [B, L]``; labels as :meth:`loss` documents. ``cls_only=True`` with
+        ``cls`` pooling: the encoder's last layer computes the [CLS] row alone (the row the
+        head reads; see ``BigBirdEncoder.forward(first_only=True)``): the same logits for
+        less work, and ``hidden_states`` is then ``[B, 1, C]``. The other poolings read every
+        row, so they ignore it."""
+        first_only = cls_only and self.head.pooling == "cls"
         h = self.encoder(
-            input_ids, attention_mask, token_type_ids, first_only=cls_only, base_features=self.bases
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            first_only=first_only,
+            base_features=self.bases,
         )
-        return self._head_output(h, labels)
+        return self._output(self.head(h, attention_mask), h, labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Scalar loss of ``logits [B, K]`` against ``labels: [B]`` class indices (long; -100
@@ -348,6 +380,7 @@ class BigBirdForMultiLabelClassification(BigBirdForSequenceClassification):
 
     ``pos_weight``: weight of positive examples, one float for all labels or one per label
     (``num_labels`` values, e.g. negatives/positives per profile); None means 1.
+    ``head_options``: ``pooling`` and the base features, as for sequence classification.
     """
 
     def __init__(
@@ -355,9 +388,9 @@ class BigBirdForMultiLabelClassification(BigBirdForSequenceClassification):
         config: BigBirdConfig,
         num_labels: int,
         pos_weight: float | Sequence[float] | torch.Tensor | None = None,
-        **bases: int,
+        **head_options: Any,
     ) -> None:
-        super().__init__(config, num_labels, **bases)
+        super().__init__(config, num_labels, **head_options)
         # on the CPU explicitly: the check below must also run when built on the meta device
         cpu = torch.device("cpu")
         weight = (

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from dnabird.data.negatives import SCHEMES
 from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError
+from dnabird.model.config import POOLINGS
 from dnabird.tasks.config import RunConfig, require
 from dnabird.tasks.pretrain_config import ModelSection
 
@@ -106,6 +107,11 @@ class FinetuneModelSection(ModelSection):
     bp offset (:mod:`dnabird.model.bases`). New weights, trained from zero also on a
     pretrained ``init``; they help where single bases and exact positions matter (promoters,
     binding sites)."""
+    pooling: str = "cls"
+    """What the sequence head reads of the last hidden states: ``cls`` (the [CLS] token, as
+    BERT), ``mean`` or ``max`` (over the sequence's real tokens: a motif anywhere reaches the
+    head directly; every row of the last layer is then computed, about 1/L_layers more
+    work)."""
 
     def validate(self, key: str) -> None:
         if (self.init is None) == (self.preset is None):
@@ -134,6 +140,7 @@ class FinetuneModelSection(ModelSection):
             require(0 <= self.dropout < 1, f"{key}.dropout", self.dropout, "in [0, 1) or null")
         channels = self.base_channels  # an int: the config loader checks the types
         require(channels >= 0, f"{key}.base_channels", channels, "a whole number >= 0 (0 = off)")
+        require(self.pooling in POOLINGS, f"{key}.pooling", self.pooling, f"one of {POOLINGS}")
 
     def config_overrides(self) -> dict[str, Any]:
         """BigBirdConfig fields to replace in the model: ``overrides`` and ``dropout``."""

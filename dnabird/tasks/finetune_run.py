@@ -306,9 +306,10 @@ def _describe_input(path: str) -> dict[str, Any]:
 
 
 def _head_args(config: FinetuneConfig, num_labels: int, tokenizer: Any) -> dict[str, Any]:
-    """Arguments of the head class besides the config: the outputs, the base features (for
-    pieces up to the tokenizer's longest) and the multi-label loss's positive weight."""
-    args: dict[str, Any] = {"num_labels": num_labels}
+    """Arguments of the head class besides the config: the outputs, the pooling, the base
+    features (for pieces up to the tokenizer's longest) and the multi-label loss's positive
+    weight."""
+    args: dict[str, Any] = {"num_labels": num_labels, "pooling": config.model.pooling}
     if config.model.base_channels:
         args["base_channels"] = config.model.base_channels
         args["max_piece_bp"] = int(tokenizer.bp_per_id.max())

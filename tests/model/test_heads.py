@@ -138,6 +138,35 @@ def test_sequence_classification_pools_the_cls_token(seed):
     torch.testing.assert_close(out.loss, F.cross_entropy(by_hand, labels))
 
 
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+@pytest.mark.parametrize("model_class", ["cls", "multilabel"])
+def test_mean_and_max_pooling_read_the_real_tokens_only(seed, tmp_path, pooling, model_class):
+    config = tiny(attention_type="block_sparse", attention_backend="dense")
+    model = {
+        "cls": lambda: BigBirdForSequenceClassification(config, num_labels=3, pooling=pooling),
+        "multilabel": lambda: BigBirdForMultiLabelClassification(config, 5, pooling=pooling),
+    }[model_class]().eval()
+    ids, mask = inputs(config)
+    out = model(ids, attention_mask=mask)
+    rows = []  # by hand, one sequence at a time over its unpadded tokens
+    for h, real in zip(out.hidden_states, mask.bool(), strict=True):
+        kept = h[real]
+        rows.append(kept.mean(dim=0) if pooling == "mean" else kept.max(dim=0).values)
+    pooled = torch.tanh(model.head.pooler(torch.stack(rows)))
+    torch.testing.assert_close(out.logits, model.head.classifier(pooled))
+    # Every row is read, so cls_only changes nothing; the padding's hidden states do not count.
+    torch.testing.assert_close(model(ids, mask, cls_only=True).logits, out.logits)
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path).eval()
+    assert loaded.head.pooling == pooling
+    torch.testing.assert_close(loaded(ids, mask).logits, out.logits)
+
+
+def test_unknown_pooling_is_a_config_error():
+    with pytest.raises(ConfigError, match="pooling must be one of cls, mean, max, got 'sum'"):
+        BigBirdForSequenceClassification(tiny(), num_labels=2, pooling="sum")
+
+
 def test_sequence_regression_with_one_label(seed):
     config = tiny(attention_type="original_full")
     model = BigBirdForSequenceClassification(config, num_labels=1).eval()

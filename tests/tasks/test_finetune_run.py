@@ -224,13 +224,18 @@ def test_an_empty_validation_split_cannot_select_weights(inputs: Path, tmp_path:
     assert not (tmp_path / "run").exists()
 
 
-def test_base_features_on_a_pretrained_encoder(inputs: Path, tmp_path: Path) -> None:
+def test_base_features_and_max_pooling_on_a_pretrained_encoder(
+    inputs: Path, tmp_path: Path
+) -> None:
     """``model.base_channels``: new base features on a pretrained encoder train, are
-    exported with the tokenizer's pieces, and keep predictions independent of the batch."""
+    exported with the tokenizer's pieces; with ``model.pooling=max`` (recorded in the
+    folder) predictions stay independent of the batch."""
     from dnabird.model.pretrained import load_tokenizer
     from dnabird.tasks.classify import Classifier
 
-    _, run = _from_pretrained(inputs, tmp_path, "model.base_channels=8", "trainer.max_steps=20")
+    _, run = _from_pretrained(
+        inputs, tmp_path, "model.base_channels=8", "model.pooling=max", "trainer.max_steps=20"
+    )
     exported = run_finetune(run)
     weights = load_file(exported / "model.safetensors")
     assert weights["bases.projection.weight"].abs().sum() > 0  # trained away from zero
@@ -238,6 +243,7 @@ def test_base_features_on_a_pretrained_encoder(inputs: Path, tmp_path: Path) -> 
     np.testing.assert_array_equal(weights["bases.piece_lengths"].numpy(), tokenizer.bp_per_id)
     classifier = Classifier.load(exported, "cpu")
     assert classifier.model.head_args()["base_channels"] == 8
+    assert classifier.model.head_args()["pooling"] == "max"
     short, long = "ACGTTGCA" * 2, "TATAAAAGGCGC" + "ACGT" * 10
     alone = classifier.probabilities([short], batch_size=1)
     together = classifier.probabilities([long, short], batch_size=2)
