@@ -33,7 +33,7 @@ from dnabird.data.classification import WindowedSplit, fractions_to_draw, pad_to
 from dnabird.data.multilabel import Features, MultiLabelExamples
 from dnabird.data.splits import SPLITS, split_by_identity
 from dnabird.errors import ConfigError, InputError
-from dnabird.genome.fasta import reverse_complement
+from dnabird.genome.fasta import reverse_complements
 
 if TYPE_CHECKING:
     from dnabird.tasks.finetune_config import ClassificationDataConfig, MultiLabelSection
@@ -221,11 +221,6 @@ def windowed_examples(
         )
     bp = np.fromiter((len(s) for s in examples.sequences), dtype=np.int64, count=len(examples))
     return WindowedSplit(windows, examples.labels, bp, reverse)
-
-
-def reverse_complements(sequences: Sequence[str]) -> list[str]:
-    """The reverse complement of each ACGTN sequence."""
-    return [reverse_complement(s.encode("ascii")).decode("ascii") for s in sequences]
 
 
 def central(sequences: Sequence[str], bp: int | None) -> list[str]:

@@ -10,6 +10,8 @@ Data path::
          data.train by sequence identity       (dnabird.data.splits.split_by_identity)
       -> with data.negative_draws = K > 1: K - 1 more negatives per training positive,
          each draw beside its own copy of the positives (ids ``<id>|draw<k>``)
+      -> with data.reverse_complement: every training row's reverse complement, same label
+         (ids ``<id>|reverse``)
       -> tokens with the model folder's tokenizer, [CLS] ... [SEP]
       -> every sequence padded to ONE window of max_length tokens (block-sparse attention
          depends on the padded length, so a sequence's output must not depend on the other
@@ -45,6 +47,7 @@ from dnabird.data.mlm import _ignore_interrupts
 from dnabird.data.negatives import promoter_negatives
 from dnabird.data.splits import SPLITS, split_by_identity, split_counts
 from dnabird.errors import ConfigError, InputError
+from dnabird.genome.fasta import reverse_complements
 from dnabird.tokenizer.vocab import CLS_ID, PAD_ID, SEP_ID
 
 if TYPE_CHECKING:
@@ -173,6 +176,15 @@ def load_splits(data: ClassificationDataConfig, seed: int) -> LabelledSplits:
             ids = [f"{name}|draw{draw}" for name in training.ids]
             copies = dataclasses.replace(training, ids=ids, source=train.source)
             rows = concatenate([rows, with_negatives(copies)])
+    if data.reverse_complement:
+        training = rows.subset(rows.split == "train")
+        flipped = dataclasses.replace(
+            training,
+            ids=[f"{name}|reverse" for name in training.ids],
+            sequences=reverse_complements(training.sequences),
+            source=f"reverse complements of {train.source}",
+        )
+        rows = concatenate([rows, flipped])
     if scheme is not None:
         negatives = {"scheme": scheme, "seed": seed, "made": made, "draws": data.negative_draws}
     elif data.negatives_file is not None:

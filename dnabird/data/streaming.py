@@ -45,7 +45,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from dnabird.data.chromatin import reverse_complements
 from dnabird.data.classification import (
     ClassificationDataModule,
     WindowedSplit,
@@ -55,6 +54,7 @@ from dnabird.data.classification import (
     tokenize,
     worker_batches,
 )
+from dnabird.genome.fasta import reverse_complements
 
 if TYPE_CHECKING:
     from dnabird.data.deepsea import DeepSEAFile

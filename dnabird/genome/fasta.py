@@ -368,6 +368,11 @@ def reverse_complement(sequence: bytes) -> bytes:
     return sequence.translate(_COMPLEMENT)[::-1]
 
 
+def reverse_complements(sequences: Iterable[str]) -> list[str]:
+    """The reverse complement of each ACGTN text sequence (case kept)."""
+    return [reverse_complement(s.encode("ascii")).decode("ascii") for s in sequences]
+
+
 def write_fasta(
     path: str | os.PathLike, records: Iterable[tuple[str, str]], line_bp: int = 60
 ) -> None:

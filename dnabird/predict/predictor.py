@@ -107,8 +107,8 @@ class Predictor:
         column, and whether the sequence's tokens (both strands' when ``rc`` uses the
         reverse strand) fit the model's window; rows not scored hold NaN.
         """
-        from dnabird.data.chromatin import reverse_complements
         from dnabird.data.classification import pad_to_window, tokenize
+        from dnabird.genome.fasta import reverse_complements
 
         classifier = self.classifier
         room = classifier.window - 2

@@ -144,7 +144,7 @@ class Classifier:
         """Probabilities ``float64 [N, K]`` (columns in :attr:`classes` order; see the module
         docstring), in batches of ``batch_size``. InputError if the model gives a non-finite
         value."""
-        from dnabird.data.chromatin import reverse_complements
+        from dnabird.genome.fasta import reverse_complements
 
         strands = [self.windows(sequences, names, source)]
         if self.average_strands:

@@ -223,6 +223,12 @@ class ClassificationDataConfig:
     balanced. More draws show the model more random parts, which it cannot learn by heart;
     the validation and test splits keep one negative per positive, and the baselines train
     on the same enlarged training split."""
+    reverse_complement: bool = False
+    """``task: sequence``: add the reverse complement of every training sequence, with its
+    label, to the training split (which doubles); for labels that do not depend on the
+    strand, such as transcription-factor binding (not promoters, which have a direction).
+    The baselines train on the same doubled split; validation and test are not changed.
+    Multi-label runs set ``multilabel.reverse_complement`` instead."""
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     """Train/validation/test fractions of ``train``, stratified by class and by sequence
     identity (no sequence in two splits), seeded by ``seed``. A split given as a file
@@ -465,6 +471,12 @@ class FinetuneConfig(RunConfig):
                 "early_stopping.threshold=validation: there is no validation split "
                 "(data.validation is null and data.split gives validation 0); give one, or a "
                 "fixed threshold such as 0.5"
+            )
+        if self.task == "multilabel" and self.data.reverse_complement:
+            raise ConfigError(
+                "data.reverse_complement=true: multi-label runs choose a strand per sequence "
+                "and pass with multilabel.reverse_complement; leave data.reverse_complement "
+                "false"
             )
         if self.task == "multilabel" and self.early_stopping.threshold != 0.5:
             raise ConfigError(

@@ -173,6 +173,31 @@ def test_given_files_keep_their_splits_and_their_share_goes_to_training(tmp_path
     assert splits.drawn is None and splits.part("train").sequences == sequences[:100]
 
 
+def test_reverse_complements_double_the_training_split_alone(tmp_path: Path) -> None:
+    sequences, labels = planted_motif_sequences(120, length=30, seed=2)
+    sequences[0] = "AACGTNNGGT" + sequences[0][10:]  # an N stays an N
+    _csv(tmp_path / "train.csv", sequences[:100], labels[:100])
+    _csv(tmp_path / "dev.csv", sequences[100:], labels[100:])
+    files = {"train": str(tmp_path / "train.csv"), "validation": str(tmp_path / "dev.csv")}
+    plain = load_splits(_data(**files), seed=0)
+    doubled = load_splits(_data(**files, reverse_complement=True), seed=0)
+    first = len(plain.rows)  # the plain rows come first, unchanged
+    assert doubled.rows.ids[:first] == plain.rows.ids
+    assert doubled.rows.sequences[:first] == plain.rows.sequences
+    for name in ("validation", "test"):
+        assert doubled.part(name).sequences == plain.part(name).sequences
+    training = plain.part("train")
+    added = doubled.rows.subset(np.arange(len(doubled.rows)) >= first)
+    assert added.ids == [f"{name}|reverse" for name in training.ids]
+    assert set(added.split) == {"train"}
+    np.testing.assert_array_equal(added.labels, training.labels)
+    complement = str.maketrans("ACGTN", "TGCAN")  # by hand
+    assert added.sequences == [s.translate(complement)[::-1] for s in training.sequences]
+    assert added.sequences[0].endswith("ACCNNACGTT")  # the first row, reversed
+    counts = doubled.counts()["train"]
+    assert counts == {k: 2 * v for k, v in plain.counts()["train"].items()}
+
+
 def test_a_split_without_a_class_is_a_one_line_error(tmp_path: Path) -> None:
     sequences, labels = planted_motif_sequences(40, length=30, seed=2)
     _csv(tmp_path / "train.csv", sequences, labels)

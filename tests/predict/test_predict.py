@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dnabird.data.chromatin import reverse_complements
 from dnabird.errors import ConfigError
+from dnabird.genome.fasta import reverse_complements
 from dnabird.predict import Predictor, predict, read_table
 
 from .conftest import assert_failed_cleanly, cli, cli_process

@@ -80,6 +80,10 @@ BASE = ["model.preset=tiny", "model.tokenizer=tok", "data.train=x.csv"]
         ),
         ([*BASE, "model.dropout=1"], r"model.dropout=1.0: must be in \[0, 1\)"),
         ([*BASE, "model.base_channels=-1"], r"model.base_channels=-1: must be a whole number"),
+        (
+            [*BASE, "task=multilabel", "data.reverse_complement=true"],
+            r"data.reverse_complement=true: multi-label runs choose a strand",
+        ),
         ([*BASE, "model.pooling=sum"], r"model.pooling='sum': must be one of \('cls', 'mean'"),
         ([*BASE, "task=multi-label"], r"task='multi-label': must be one of sequence, multilabel"),
         (

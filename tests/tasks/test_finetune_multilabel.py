@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dnabird.data.chromatin import reverse_complements
 from dnabird.data.multilabel import Features, MultiLabelExamples, write_parquet
 from dnabird.errors import ConfigError
+from dnabird.genome.fasta import reverse_complements
 from dnabird.tasks.config import load_config
 from dnabird.tasks.finetune_config import FinetuneConfig
 from dnabird.tasks.finetune_run import run_finetune
