@@ -110,8 +110,8 @@ class FinetuneModelSection(ModelSection):
     pooling: str = "cls"
     """What the sequence head reads of the last hidden states: ``cls`` (the [CLS] token, as
     BERT), ``mean`` or ``max`` (over the sequence's real tokens: a motif anywhere reaches the
-    head directly; every row of the last layer is then computed, about 1/L_layers more
-    work)."""
+    head directly). ``cls`` computes only the [CLS] row of the last layer, the others every
+    row: on the 2-layer promoter model about 2,330 steps fit in 14 minutes against 2,750."""
 
     def validate(self, key: str) -> None:
         if (self.init is None) == (self.preset is None):

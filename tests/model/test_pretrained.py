@@ -242,7 +242,7 @@ def _cpu_flags() -> set[str] | None:
     return None if line is None else set(line.split(":", 1)[1].split())
 
 
-def test_cpu_has_bfloat16_agrees_with_the_kernels_cpu_flags():
+def test_cpu_has_bfloat16_agrees_with_the_cpu_flags():
     from dnabird.model.pretrained import cpu_has_bfloat16
 
     flags = _cpu_flags()
