@@ -9,6 +9,7 @@ import json
 
 from dnabird.commands._training import add_run_options, run_from_args
 from dnabird.commands._types import at_least, device
+from dnabird.model.config import STRAND_MODES
 
 
 def _run_finetune(args: argparse.Namespace) -> None:
@@ -85,7 +86,12 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         labels_file=args.labels_file,
     )
     report, _ = evaluate_classifier(
-        classifier, rows, batch_size=args.batch_size, resamples=args.resamples, seed=args.seed
+        classifier,
+        rows,
+        batch_size=args.batch_size,
+        resamples=args.resamples,
+        seed=args.seed,
+        rc=args.rc,
     )
     counts = ", ".join(f"{name} {n:,}" for name, n in report["class_counts"].items())
     cut = "" if report["threshold"] is None else f", threshold {report['threshold']:.4g}"
@@ -125,7 +131,9 @@ def _evaluate_profiles(args: argparse.Namespace, classifier) -> None:
         )
     examples = examples.select_features(np.array([ids.index(i) for i in classifier.classes]))
     names = [f"row {i + 1}" for i in range(len(examples))]
-    scores = classifier.probabilities(examples.sequences, names, examples.source, args.batch_size)
+    scores = classifier.probabilities(
+        examples.sequences, names, examples.source, args.batch_size, args.rc
+    )
     report = multilabel_report(
         examples.labels,
         scores,
@@ -188,6 +196,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resamples", type=at_least(1), default=1000, help="bootstrap resamples for the CIs"
     )
     ev.add_argument("--seed", type=at_least(0), default=0, help="bootstrap seed")
+    ev.add_argument(
+        "--rc",
+        choices=STRAND_MODES,
+        help="combine each sequence's prediction with its reverse complement's: mean, max, "
+        "or none (forward strand only); default: as the model was trained",
+    )
     ev.add_argument(
         "--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)"
     )

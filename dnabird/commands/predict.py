@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from dnabird.commands._types import at_least, device
-from dnabird.model.config import INFERENCE_PRECISIONS
+from dnabird.model.config import INFERENCE_PRECISIONS, STRAND_MODES
 
 _OUTPUT_HELP = (
     "output file; its extension picks the format: .tsv, .h5 or .parquet (a .NA file of "
@@ -40,7 +40,7 @@ def _add_model_options(parser: argparse.ArgumentParser, *, window: bool = True) 
     _add_device_options(parser)
     parser.add_argument(
         "--rc",
-        choices=("mean", "max", "none"),
+        choices=STRAND_MODES,
         help="combine each window's prediction with its reverse complement's: mean, max, or "
         "none (forward strand only); default: as the model was trained (mean for a "
         "strand-averaging chromatin model)",

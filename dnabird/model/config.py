@@ -42,6 +42,10 @@ INFERENCE_PRECISIONS = ("32-true", "bf16-mixed")
 float32 throughout, or matrix products in bfloat16 under :func:`torch.autocast` (see
 :func:`dnabird.model.pretrained.inference_autocast`)."""
 
+STRAND_MODES = ("mean", "max", "none")
+"""How a prediction combines with its reverse complement's: their mean, their maximum, or
+the forward strand's alone (``--rc``)."""
+
 POOLINGS = ("cls", "mean", "max")
 """What a sequence head reads of the last hidden states: the [CLS] token (position 0), or
 the mean or the elementwise maximum over the sequence's real tokens (padding left out)."""

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dnabird.errors import ConfigError
-from dnabird.tasks.classify import STRAND_MODES, Classifier, combine_strands
+from dnabird.model.config import STRAND_MODES
+from dnabird.tasks.classify import Classifier, combine_strands
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Predictor:
     """``classifier`` scoring ``window_bp`` bp windows (None: each sequence whole) in
     batches of ``batch_size``; outputs ``columns`` (class names or feature ids, the model's
     outputs at ``column_index``); ``rc``: how the reverse complement's prediction combines
-    with the forward strand's (:data:`~dnabird.tasks.classify.STRAND_MODES`)."""
+    with the forward strand's (:data:`~dnabird.model.config.STRAND_MODES`)."""
 
     classifier: Classifier
     columns: tuple[str, ...]

@@ -4,7 +4,7 @@ A fine-tuned model folder (``dnabird finetune``'s ``OUT/model``) records in its 
 what a prediction needs besides the weights and the tokenizer: ``task``, ``classes`` (class
 or feature ``i`` is output ``i``), ``max_length`` (the fixed window every sequence is padded
 to, as in training), ``truncate``, ``window_bp`` (the bp of sequence per training window)
-and, for multi-label models, ``average_strands``.
+and ``average_strands`` (absent in folders of sequence classifiers made before it: false).
 :meth:`Classifier.load` opens one; every prediction pads each sequence to that one window
 (:func:`dnabird.data.classification.pad_to_window`), so a sequence gets the same
 probabilities alone or in any batch.
@@ -12,7 +12,7 @@ probabilities alone or in any batch.
 - :meth:`Classifier.probabilities`: ``float64 [N, K]``, batch by batch: class probabilities
   (softmax; rows sum to 1) of a sequence classifier, or one independent P(label) per
   feature (sigmoid) of a multi-label model, the mean of both strands' when
-  ``average_strands``.
+  ``average_strands`` (or as an ``rc`` of :data:`~dnabird.model.config.STRAND_MODES` says).
 - :func:`evaluate_classifier`: a labelled set -> a classification report with 95% bootstrap
   intervals (:func:`dnabird.tasks.classification_metrics.classification_report`).
 
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from dnabird.errors import InputError
+from dnabird.model.config import STRAND_MODES
 
 if TYPE_CHECKING:
     from dnabird.data.labelled import LabelledSequences
@@ -46,8 +47,8 @@ class Classifier:
     """A classifier ready to predict: ``model`` (eval mode, on ``device``), its
     ``tokenizer``, ``classes`` (output order: class names, or feature ids of a multi-label
     model), the fixed ``window`` in tokens, ``truncate`` (cut longer sequences instead of
-    refusing them) and ``average_strands`` (multi-label: average each sequence's and its
-    reverse complement's probabilities)."""
+    refusing them) and ``average_strands`` (average each sequence's and its reverse
+    complement's probabilities: the run's ``data.`` or ``multilabel.average_strands``)."""
 
     model: BigBirdForSequenceClassification
     tokenizer: DNATokenizer
@@ -140,20 +141,24 @@ class Classifier:
         names: Sequence[str] | None = None,
         source: str = "input",
         batch_size: int = 64,
+        rc: str | None = None,
     ) -> np.ndarray:
         """Probabilities ``float64 [N, K]`` (columns in :attr:`classes` order; see the module
-        docstring), in batches of ``batch_size``. InputError if the model gives a non-finite
+        docstring), in batches of ``batch_size``; both strands combined as ``rc`` says
+        (:data:`~dnabird.model.config.STRAND_MODES`; None: ``mean`` if
+        :attr:`average_strands`, else ``none``). InputError if the model gives a non-finite
         value."""
         from dnabird.genome.fasta import reverse_complements
 
+        mode = rc if rc is not None else ("mean" if self.average_strands else "none")
         strands = [self.windows(sequences, names, source)]
-        if self.average_strands:
+        if mode != "none":
             reverse_names = [f"{n} (reverse strand)" for n in names] if names else None
             strands.append(self.windows(reverse_complements(sequences), reverse_names, source))
         out = []
         for start in range(0, len(strands[0]), batch_size):
             parts = [self.window_probabilities(w[start : start + batch_size]) for w in strands]
-            out.append(combine_strands(parts, "mean"))
+            out.append(combine_strands(parts, mode))
         return np.concatenate(out) if out else np.empty((0, len(self.classes)))
 
     @torch.no_grad()
@@ -188,14 +193,10 @@ class Classifier:
         return result
 
 
-STRAND_MODES = ("mean", "max", "none")
-"""How the two strands' predictions combine: their mean, their maximum, or the forward
-strand's alone."""
-
-
 def combine_strands(parts: Sequence[np.ndarray], mode: str) -> np.ndarray:
     """One prediction from the forward strand's ``parts[0]`` and, when given, the reverse
-    complement's ``parts[1]`` (same shape): per :data:`STRAND_MODES` ``mode``."""
+    complement's ``parts[1]`` (same shape), as ``mode`` says
+    (:data:`~dnabird.model.config.STRAND_MODES`)."""
     if mode == "none" or len(parts) == 1:
         return parts[0]
     if mode == "mean":
@@ -218,9 +219,11 @@ def evaluate_classifier(
     batch_size: int = 64,
     resamples: int = 1000,
     seed: int = 0,
+    rc: str | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Score ``classifier`` on labelled ``rows`` (their classes must be the classifier's;
-    two classes split at its ``threshold``): ``(report, probabilities [N, K])``, the report a
+    two classes split at its ``threshold``; strands combined as ``rc`` says, see
+    :meth:`Classifier.probabilities`): ``(report, probabilities [N, K])``, the report a
     :func:`~dnabird.tasks.classification_metrics.classification_report` with 95% bootstrap
     intervals (``resamples``, ``seed``)."""
     from dnabird.tasks.classification_metrics import classification_report
@@ -230,7 +233,7 @@ def evaluate_classifier(
             f"{rows.source}: classes {list(rows.classes)} differ from the model's "
             f"{list(classifier.classes)}; read the file with the model's classes"
         )
-    probabilities = classifier.probabilities(rows.sequences, rows.ids, rows.source, batch_size)
+    probabilities = classifier.probabilities(rows.sequences, rows.ids, rows.source, batch_size, rc)
     report = classification_report(
         rows.labels,
         scores(probabilities),

@@ -229,6 +229,12 @@ class ClassificationDataConfig:
     strand, such as transcription-factor binding (not promoters, which have a direction).
     The baselines train on the same doubled split; validation and test are not changed.
     Multi-label runs set ``multilabel.reverse_complement`` instead."""
+    average_strands: bool = False
+    """``task: sequence``: the test report, a threshold chosen on validation and later
+    predictions (the exported model records it; ``--rc`` overrides) average the
+    probabilities of each sequence and its reverse complement; for strand-free labels, with
+    ``reverse_complement``. The checkpoint is still chosen on the forward strand's
+    validation metric. Multi-label runs set ``multilabel.average_strands`` instead."""
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     """Train/validation/test fractions of ``train``, stratified by class and by sequence
     identity (no sequence in two splits), seeded by ``seed``. A split given as a file
@@ -478,6 +484,11 @@ class FinetuneConfig(RunConfig):
                 "and pass with multilabel.reverse_complement; leave data.reverse_complement "
                 "false"
             )
+        if self.task == "multilabel" and self.data.average_strands:
+            raise ConfigError(
+                "data.average_strands=true: multi-label runs average the strands with "
+                "multilabel.average_strands; leave data.average_strands false"
+            )
         if self.task == "multilabel" and self.early_stopping.threshold != 0.5:
             raise ConfigError(
                 f"early_stopping.threshold={self.early_stopping.threshold}: multi-label models "
@@ -548,6 +559,13 @@ class FinetuneConfig(RunConfig):
     def head(self) -> str:
         """The model head class name of :attr:`task`."""
         return TASKS[self.task]
+
+    @property
+    def average_strands(self) -> bool:
+        """Whether evaluation and prediction average both strands: ``multilabel.`` or
+        ``data.average_strands``, by :attr:`task`."""
+        section = self.multilabel if self.task == "multilabel" else self.data
+        return section.average_strands
 
 
 def _require_folder(path: str | None, key: str, what: str) -> None:

@@ -184,7 +184,7 @@ def run_finetune(
                 window,
                 config.data.truncate,
                 device,
-                average_strands=multilabel and config.multilabel.average_strands,
+                average_strands=config.average_strands,
             )
             if not multilabel and len(classes) == 2:
                 classifier.threshold = _decision_threshold(config, splits, classifier)
@@ -210,7 +210,7 @@ def run_finetune(
             max_length=window,
             window_bp=max(int(part.bp.max()) for part in windowed.values() if len(part)),
             truncate=config.data.truncate,
-            **({"average_strands": config.multilabel.average_strands} if multilabel else {}),
+            average_strands=config.average_strands,
             inputs={
                 "data": {key: _describe_input(path) for key, path in files.items()},
                 **({"init": str(config.model.init)} if config.model.init else {}),
@@ -231,16 +231,21 @@ def _windows(
     config: FinetuneConfig, tokenizer: Any, model_config: Any, splits: LabelledSplits
 ) -> tuple[int, dict[str, WindowedSplit]]:
     """The fixed window (``data.max_length``, or from the longest tokenized sequence of
-    every split: :func:`~dnabird.data.classification.default_window`) and each split's
-    windows."""
+    every split, and of the reverse complements evaluation reads with
+    ``data.average_strands``: :func:`~dnabird.data.classification.default_window`) and each
+    split's windows."""
     from dnabird.data.classification import default_window, tokenize, window_split
+    from dnabird.genome.fasta import reverse_complements
 
     parts = {name: splits.part(name) for name in ("train", "validation", "test")}
     tokens = {name: tokenize(tokenizer, part.sequences) for name, part in parts.items()}
+    lengths = [len(ids) for part in tokens.values() for ids in part]
+    if config.data.average_strands:
+        for name in ("validation", "test"):
+            reverse = tokenize(tokenizer, reverse_complements(parts[name].sequences))
+            lengths.extend(len(ids) for ids in reverse)
     window = config.data.max_length or default_window(
-        max(len(ids) for part in tokens.values() for ids in part),
-        model_config.block_size,
-        model_config.max_position_embeddings,
+        max(lengths), model_config.block_size, model_config.max_position_embeddings
     )
     windowed = {
         name: window_split(part, tokens[name], window, config.data.truncate)

@@ -84,6 +84,11 @@ BASE = ["model.preset=tiny", "model.tokenizer=tok", "data.train=x.csv"]
             [*BASE, "task=multilabel", "data.reverse_complement=true"],
             r"data.reverse_complement=true: multi-label runs choose a strand",
         ),
+        (
+            [*BASE, "task=multilabel", "data.average_strands=true"],
+            r"data.average_strands=true: multi-label runs average the strands with "
+            r"multilabel.average_strands",
+        ),
         ([*BASE, "model.pooling=sum"], r"model.pooling='sum': must be one of \('cls', 'mean'"),
         ([*BASE, "task=multi-label"], r"task='multi-label': must be one of sequence, multilabel"),
         (

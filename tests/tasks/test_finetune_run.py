@@ -277,3 +277,52 @@ def test_a_threshold_chosen_on_the_validation_split(inputs: Path, tmp_path: Path
     assert again["metrics"]["f1"] == pytest.approx(reports["dnabird"]["metrics"]["f1"])
     for name in ("kmer_logreg", "onehot_logreg"):
         assert 0 <= reports[name]["threshold"] <= 1
+
+
+def _by_hand_reverse_complement(sequence: str) -> str:
+    return sequence[::-1].translate(str.maketrans("ACGTN", "TGCAN"))
+
+
+def test_strand_averaging_of_a_sequence_classifier(inputs: Path, tmp_path: Path) -> None:
+    """``data.average_strands``: recorded in the folder; the test report, the validation
+    threshold and later predictions average the probabilities of each sequence and of its
+    reverse complement (computed here window by window from a by-hand reverse complement);
+    ``rc="none"`` gives the forward strand's alone."""
+    from sklearn.metrics import roc_auc_score
+
+    from dnabird.data.classification import load_splits
+    from dnabird.tasks.classification_metrics import best_f1_threshold
+    from dnabird.tasks.classify import Classifier, evaluate_classifier
+
+    config = _config(
+        inputs,
+        tmp_path / "run",
+        "data.reverse_complement=true",
+        "data.average_strands=true",
+        "early_stopping.threshold=validation",
+        "trainer.max_steps=20",
+    )
+    exported = run_finetune(config)
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["average_strands"] is True
+    classifier = Classifier.load(exported, "cpu")
+    assert classifier.average_strands
+
+    def by_hand(sequences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        forward = classifier.window_probabilities(classifier.windows(sequences))
+        reverse = [_by_hand_reverse_complement(s) for s in sequences]
+        return forward, (forward + classifier.window_probabilities(classifier.windows(reverse))) / 2
+
+    splits = load_splits(config.data, config.seed)
+    validation, test = splits.part("validation"), splits.part("test")
+    _, averaged = by_hand(list(validation.sequences))
+    expected = best_f1_threshold(validation.labels, averaged[:, 1])
+    assert manifest["threshold"] == pytest.approx(expected, abs=1e-9)
+    forward, averaged = by_hand(list(test.sequences))
+    assert not np.allclose(forward, averaged)  # the reverse strand changes something
+    np.testing.assert_allclose(classifier.probabilities(test.sequences), averaged, atol=1e-12)
+    report = manifest["test"]["reports"]["dnabird"]
+    positive = np.asarray(test.labels) == 1
+    assert report["metrics"]["auroc"] == pytest.approx(roc_auc_score(positive, averaged[:, 1]))
+    alone, _ = evaluate_classifier(classifier, test, rc="none")
+    assert alone["metrics"]["auroc"] == pytest.approx(roc_auc_score(positive, forward[:, 1]))
