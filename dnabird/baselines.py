@@ -326,6 +326,7 @@ def run_baselines(
     probabilities: dict[str, np.ndarray] | None = None,
     threshold: float = 0.5,
     validation: tuple[Sequence[str], np.ndarray] | None = None,
+    average_strands: bool = False,
 ) -> dict[str, dict]:
     """Fit each baseline on ``train`` (sequences, class indices) and report on ``test``.
 
@@ -341,7 +342,8 @@ def run_baselines(
     ROC and precision-recall curves). Two classes are split at ``threshold``, or, given
     ``validation`` (sequences, class indices), at each baseline's best-F1 threshold there
     (:func:`~dnabird.tasks.classification_metrics.best_f1_threshold`), as the fine-tuned
-    model's may be.
+    model's may be. ``average_strands``: every probability (test and validation) is the mean
+    of the sequence's and its reverse complement's, as a strand-averaging model's is.
     """
     (train_sequences, train_labels), (test_sequences, test_labels) = train, test
     classes = list(classes)
@@ -359,15 +361,28 @@ def run_baselines(
         models["onehot_logreg"] = OneHotLogisticRegression(seed=seed)
     reports = {}
     for name, model in models.items():
-        predicted = model.fit(train_sequences, train_labels).predict_proba(test_sequences)
+        model.fit(train_sequences, train_labels)
+        predicted = _probabilities(model, test_sequences, average_strands)
         if probabilities is not None:
             probabilities[name] = predicted
         scores = predicted[:, 1] if len(classes) == 2 else predicted
         cut = threshold
         if validation is not None and len(classes) == 2:
-            cut = best_f1_threshold(validation[1], model.predict_proba(validation[0])[:, 1])
+            on_validation = _probabilities(model, validation[0], average_strands)
+            cut = best_f1_threshold(validation[1], on_validation[:, 1])
         report = classification_report(
             test_labels, scores, classes, resamples=resamples, seed=seed, threshold=cut
         )
         reports[name] = {**report, "baseline": model.settings()}
     return reports
+
+
+def _probabilities(model: Any, sequences: Sequence[str], average_strands: bool) -> np.ndarray:
+    """``model.predict_proba`` of ``sequences`` ``[N, K]``, or its mean with that of their
+    reverse complements."""
+    predicted = model.predict_proba(sequences)
+    if average_strands:
+        from dnabird.genome.fasta import reverse_complements
+
+        predicted = (predicted + model.predict_proba(reverse_complements(sequences))) / 2
+    return predicted

@@ -196,6 +196,33 @@ def test_run_baselines_choose_their_thresholds_on_a_validation_split():
     assert chosen["kmer_logreg"]["metrics"]["f1"] == binary_metrics(test[1], scores, expected)["f1"]
 
 
+def test_run_baselines_average_strands_like_the_model():
+    """``average_strands``: each baseline's test and validation probabilities are the mean
+    of the forward strand's and of a by-hand reverse complement's."""
+    train, held_out = _split(*_planted_kmer_data(6))
+    validation = (held_out[0][:150], held_out[1][:150])
+    test = (held_out[0][150:], held_out[1][150:])
+    reports = run_baselines(
+        train, test, ["random", "motif"], resamples=20, validation=validation, average_strands=True
+    )
+    reverse = str.maketrans("ACGT", "TGCA")
+    for name, model in (
+        ("kmer_logreg", KmerLogisticRegression(seed=0)),
+        ("onehot_logreg", OneHotLogisticRegression(seed=0)),
+    ):
+        model.fit(*train)
+
+        def averaged(sequences, model=model):
+            flipped = [s[::-1].translate(reverse) for s in sequences]
+            return (model.predict_proba(sequences) + model.predict_proba(flipped))[:, 1] / 2
+
+        cut = best_f1_threshold(validation[1], averaged(validation[0]))
+        assert reports[name]["threshold"] == cut
+        expected = binary_metrics(test[1], averaged(test[0]), cut)
+        assert reports[name]["metrics"]["auroc"] == pytest.approx(expected["auroc"])
+        assert reports[name]["metrics"]["f1"] == pytest.approx(expected["f1"])
+
+
 def test_run_baselines_one_hot_only_for_fixed_lengths():
     sequences, labels = _planted_kmer_data(7, count=200)
     sequences[-1] = sequences[-1][:-5]  # one test sequence is shorter

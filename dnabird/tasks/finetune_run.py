@@ -449,8 +449,9 @@ def evaluate_test(
 ) -> dict[str, Any]:
     """Score ``classifier`` (the selected weights, split at its ``threshold``) on the test
     split next to the baselines trained on the same training split (their thresholds chosen
-    as ``early_stopping.threshold`` says); write ``report.json``, ``roc_pr.png`` and
-    ``confusion.png`` into ``out``; return ``{"reports": {name: report}, ...}``."""
+    as ``early_stopping.threshold`` says, both strands averaged as the model's are); write
+    ``report.json``, ``roc_pr.png`` and ``confusion.png`` into ``out``; return
+    ``{"reports": {name: report}, ...}``."""
     from dnabird.baselines import run_baselines
     from dnabird.files import write_text_atomic
     from dnabird.plots import plot_confusion, plot_roc_pr
@@ -479,6 +480,7 @@ def evaluate_test(
         probabilities=predicted,
         threshold=classifier.threshold,
         validation=validation,
+        average_strands=config.data.average_strands,
     )
     reports = {MODEL_NAME: report, **baselines}
     result = {

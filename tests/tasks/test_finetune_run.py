@@ -286,10 +286,11 @@ def _by_hand_reverse_complement(sequence: str) -> str:
 def test_strand_averaging_of_a_sequence_classifier(inputs: Path, tmp_path: Path) -> None:
     """``data.average_strands``: recorded in the folder; the test report, the validation
     threshold and later predictions average the probabilities of each sequence and of its
-    reverse complement (computed here window by window from a by-hand reverse complement);
-    ``rc="none"`` gives the forward strand's alone."""
+    reverse complement (computed here window by window from a by-hand reverse complement),
+    and so do the baselines; ``rc="none"`` gives the forward strand's alone."""
     from sklearn.metrics import roc_auc_score
 
+    from dnabird.baselines import KmerLogisticRegression
     from dnabird.data.classification import load_splits
     from dnabird.tasks.classification_metrics import best_f1_threshold
     from dnabird.tasks.classify import Classifier, evaluate_classifier
@@ -314,7 +315,7 @@ def test_strand_averaging_of_a_sequence_classifier(inputs: Path, tmp_path: Path)
         return forward, (forward + classifier.window_probabilities(classifier.windows(reverse))) / 2
 
     splits = load_splits(config.data, config.seed)
-    validation, test = splits.part("validation"), splits.part("test")
+    train, validation, test = (splits.part(name) for name in ("train", "validation", "test"))
     _, averaged = by_hand(list(validation.sequences))
     expected = best_f1_threshold(validation.labels, averaged[:, 1])
     assert manifest["threshold"] == pytest.approx(expected, abs=1e-9)
@@ -326,3 +327,8 @@ def test_strand_averaging_of_a_sequence_classifier(inputs: Path, tmp_path: Path)
     assert report["metrics"]["auroc"] == pytest.approx(roc_auc_score(positive, averaged[:, 1]))
     alone, _ = evaluate_classifier(classifier, test, rc="none")
     assert alone["metrics"]["auroc"] == pytest.approx(roc_auc_score(positive, forward[:, 1]))
+    kmer = KmerLogisticRegression(seed=config.seed).fit(train.sequences, train.labels)
+    flipped = [_by_hand_reverse_complement(s) for s in test.sequences]
+    both = (kmer.predict_proba(test.sequences) + kmer.predict_proba(flipped))[:, 1] / 2
+    baseline = manifest["test"]["reports"]["kmer_logreg"]["metrics"]["auroc"]
+    assert baseline == pytest.approx(roc_auc_score(positive, both))  # averaged like the model
