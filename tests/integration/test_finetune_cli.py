@@ -135,6 +135,11 @@ def test_evaluate_scores_held_out_data_with_intervals(
     rows = read_labelled(inputs / "held_out.csv", classes=classifier.classes)
     again, _ = evaluate_classifier(classifier, rows, resamples=200)
     assert again["metrics"] == pytest.approx(report["metrics"])
+    # --rc mean: both strands averaged (the model was trained without)
+    assert main([*args, "--resamples", "200", "--rc", "mean", "-o", str(report_path)]) == 0
+    both, _ = evaluate_classifier(classifier, rows, resamples=200, rc="mean")
+    assert json.loads(report_path.read_text())["metrics"] == pytest.approx(both["metrics"])
+    assert both["metrics"]["auroc"] != report["metrics"]["auroc"]
 
 
 def test_predict_writes_one_row_per_record(
