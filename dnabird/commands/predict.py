@@ -42,8 +42,8 @@ def _add_model_options(parser: argparse.ArgumentParser, *, window: bool = True) 
         "--rc",
         choices=STRAND_MODES,
         help="combine each window's prediction with its reverse complement's: mean, max, or "
-        "none (forward strand only); default: as the model was trained (mean for a "
-        "strand-averaging chromatin model)",
+        "none (forward strand only); default: as the model was trained (mean for a model "
+        "trained with average_strands)",
     )
     parser.add_argument(
         "--features",
