@@ -216,6 +216,7 @@ def test_run_baselines_average_strands_like_the_model():
             flipped = [s[::-1].translate(reverse) for s in sequences]
             return (model.predict_proba(sequences) + model.predict_proba(flipped))[:, 1] / 2
 
+        assert not np.allclose(averaged(test[0]), model.predict_proba(test[0])[:, 1])
         cut = best_f1_threshold(validation[1], averaged(validation[0]))
         assert reports[name]["threshold"] == cut
         expected = binary_metrics(test[1], averaged(test[0]), cut)

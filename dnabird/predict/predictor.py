@@ -78,7 +78,7 @@ class Predictor:
             else Features.from_names(classifier.classes)
         )
         index = select_features(known, features)
-        mode = rc if rc is not None else ("mean" if classifier.average_strands else "none")
+        mode = classifier.strand_mode(rc)
         return cls(
             classifier,
             tuple(classifier.classes[i] for i in index),

@@ -68,6 +68,12 @@ class Classifier:
     """Two classes: a sequence is called ``classes[1]`` when P(``classes[1]``) is above it
     (the run's ``early_stopping.threshold``, e.g. chosen on the validation split)."""
 
+    def strand_mode(self, rc: str | None = None) -> str:
+        """How predictions combine both strands: ``rc`` (one of
+        :data:`~dnabird.model.config.STRAND_MODES`), or by default ``mean`` for a model
+        trained with ``average_strands``, else ``none``."""
+        return rc if rc is not None else ("mean" if self.average_strands else "none")
+
     @property
     def multilabel(self) -> bool:
         """Independent labels (sigmoid per output) rather than one class (softmax)."""
@@ -144,13 +150,12 @@ class Classifier:
         rc: str | None = None,
     ) -> np.ndarray:
         """Probabilities ``float64 [N, K]`` (columns in :attr:`classes` order; see the module
-        docstring), in batches of ``batch_size``; both strands combined as ``rc`` says
-        (:data:`~dnabird.model.config.STRAND_MODES`; None: ``mean`` if
-        :attr:`average_strands`, else ``none``). InputError if the model gives a non-finite
+        docstring), in batches of ``batch_size``; both strands combined as
+        :meth:`strand_mode` of ``rc`` says. InputError if the model gives a non-finite
         value."""
         from dnabird.genome.fasta import reverse_complements
 
-        mode = rc if rc is not None else ("mean" if self.average_strands else "none")
+        mode = self.strand_mode(rc)
         strands = [self.windows(sequences, names, source)]
         if mode != "none":
             reverse_names = [f"{n} (reverse strand)" for n in names] if names else None
