@@ -352,6 +352,43 @@ def test_kernel_computes_bfloat16_inputs_in_float32():
     assert all(t.grad is not None and t.grad.dtype == torch.bfloat16 for t in (q, k, v))
 
 
+@pytest.mark.parametrize("num_blocks", [DENSE_MAX_BLOCKS + 2, cpu_kernel.MAX_SLOTS + 1])
+def test_bfloat16_inference_runs_the_bfloat16_kernel(monkeypatch, num_blocks):
+    """bfloat16 with no backward to follow runs the kernel's bfloat16 forward where the CPU has
+    one (every query block in one call up to MAX_SLOTS blocks, the global ones by SDPA
+    beyond): the dense oracle agrees to bfloat16 rounding, and the result is not the float32
+    kernel's. With gradients recorded, or the bfloat16 forward turned off, the float32 kernel
+    runs."""
+    require_kernel()
+    if not cpu_kernel.has_bfloat16():
+        pytest.skip("no bfloat16 kernel: this CPU lacks AVX-512 BF16")
+    pattern = pattern_for(num_blocks, block_size=16)
+    q, k, v = (t.bfloat16() for t in inputs(2, 3, pattern.seq_len, dim=32))
+    mask = padding_mask([pattern.seq_len, pattern.seq_len - 21], pattern.seq_len)
+    wide = [t.float() for t in (q, k, v)]
+    oracle = sparse_attention(*wide, pattern, mask, backend="dense")
+    float32 = sparse_attention(*wide, pattern, mask, backend="blocked_kernel")
+    dtypes = []
+    forward = cpu_kernel.sparse_rows_forward
+    monkeypatch.setattr(
+        cpu_kernel, "sparse_rows_forward", lambda *a: dtypes.append(a[0].dtype) or forward(*a)
+    )
+    with torch.inference_mode():
+        out = sparse_attention(q, k, v, pattern, mask, backend="blocked_kernel")
+    real = mask[:, None, :, None].expand_as(out)
+    assert out.dtype == torch.bfloat16 and dtypes == [torch.bfloat16]
+    assert (out.float() - oracle)[real].abs().max() < 2e-2
+    assert not torch.equal(out, float32.bfloat16())
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    sparse_attention(*leaves, pattern, mask, backend="blocked_kernel").sum().backward()
+    assert dtypes[1:] == [torch.float32]
+    monkeypatch.setenv("DNABIRD_CPU_KERNEL_BF16", "0")
+    with torch.inference_mode():
+        off = sparse_attention(q, k, v, pattern, mask, backend="blocked_kernel")
+    assert dtypes[2:] == [torch.float32]
+    assert torch.equal(off, float32.bfloat16())
+
+
 def test_kernel_is_skipped_for_more_slots_than_it_takes(monkeypatch):
     monkeypatch.setattr(cpu_kernel, "available", lambda: True)
     glob = global_block_indices(70, 2, "itc")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +44,8 @@ def explicit_rows(q, k, v, block, first_row, slot_block, slot_valid, keep):
 
 
 def run_kernel(q, k, v, block, first_row, slot_block, slot_valid, keep):
+    """The forward of the ordinary rows (float32 or bfloat16, as ``q``): output ``[B, H, L, D]``
+    (NaN outside those rows) and log-sum-exp."""
     batch, heads, length, dim = q.shape
     rows = slot_block.shape[1]
     out = torch.full_like(q, float("nan"))
@@ -98,6 +101,67 @@ def test_kernel_matches_explicit_softmax(shape):
     assert q.shape == got_out.shape
 
 
+needs_bfloat16_kernel = pytest.mark.skipif(
+    not cpu_kernel.has_bfloat16(), reason="no bfloat16 kernel: this CPU lacks AVX-512 BF16"
+)
+
+
+@needs_bfloat16_kernel
+@pytest.mark.parametrize(
+    "shape",
+    [
+        # batch, heads, blocks, block, dim, slots, padded
+        (2, 3, 9, 16, 32, 8, True),
+        (2, 2, 7, 64, 64, 8, True),
+        (1, 2, 6, 48, 80, 6, False),  # tiles of 3 key vectors; a channel group of 1 vector
+        (1, 1, 5, 128, 16, 4, True),  # two key tiles per block
+    ],
+)
+def test_bfloat16_kernel_matches_explicit_softmax_to_bfloat16_rounding(shape):
+    """The bfloat16 forward against the float64 softmax of the same bfloat16 values: the
+    log-sum-exp to float32 accuracy (scores are exact sums of bfloat16 products), the output
+    to the rounding of the probabilities and of the output to bfloat16 (8 significant bits),
+    and nothing written outside the ordinary rows."""
+    q, k, v, block, first_row, slot_block, slot_valid, keep = random_case(*shape, seed=11)
+    q, k, v = (t.bfloat16() for t in (q, k, v))
+    case = (q, k, v, block, first_row, slot_block, slot_valid, keep)
+    want_out, want_lse = explicit_rows(*case)
+    got_out, got_lse = run_kernel(*case)
+    rows = slot_block.shape[1]
+    span = slice(first_row * block, (first_row + rows) * block)
+    assert got_out.dtype == torch.bfloat16
+    got_rows = got_out[:, :, span].reshape(want_out.shape).double()
+    torch.testing.assert_close(got_lse.double(), want_lse, atol=1e-4, rtol=1e-5)
+    error = (got_rows - want_out).abs()
+    assert error.max() <= 2**-8 * want_out.abs().max() + 2e-3, float(error.max())
+    assert error.mean() < 1e-3  # rounding errors, not a wrong key here and there
+    outside = torch.cat([got_out[:, :, : span.start], got_out[:, :, span.stop :]], dim=2)
+    assert outside.isnan().all(), "the kernel wrote outside the ordinary rows"
+
+
+def test_bfloat16_forward_is_built_exactly_for_cpus_with_avx512_bf16(monkeypatch):
+    assert cpu_kernel.available()
+    built = bool(cpu_kernel._load().dnabird_sparse_rows_has_bf16())
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # Linux: the CPU's own flags, independently of the compiler
+        assert built == ("avx512_bf16" in cpuinfo.read_text().split())
+    assert cpu_kernel.has_bfloat16() == built
+    want = "yes" if built else "no (built for a CPU without AVX-512 BF16)"
+    assert cpu_kernel.status().endswith(f"; bfloat16 forward: {want}")
+    monkeypatch.setenv("DNABIRD_CPU_KERNEL_BF16", "0")
+    assert not cpu_kernel.has_bfloat16()
+    if built:
+        assert cpu_kernel.status().endswith("; bfloat16 forward: off (DNABIRD_CPU_KERNEL_BF16=0)")
+
+
+@needs_bfloat16_kernel
+def test_bfloat16_kernel_refuses_widths_it_cannot_tile():
+    case = list(random_case(1, 2, 6, 16, 24, 4, False, 1))  # D = 24: not a multiple of 16
+    case[:3] = (t.bfloat16() for t in case[:3])
+    with pytest.raises(RuntimeError, match="needs D and b to be multiples of 16"):
+        run_kernel(*case)
+
+
 @pytest.mark.parametrize(
     "shape",
     [
@@ -131,29 +195,42 @@ def test_kernel_gradients_match_autograd_of_explicit_softmax(shape):
     torch.testing.assert_close(grad_v.double(), want[2], atol=1e-5, rtol=0)
 
 
-def test_kernel_uses_every_thread_count_alike():
-    case = random_case(2, 3, 10, 16, 32, 7, True, seed=5)
+DTYPES = [
+    torch.float32,
+    pytest.param(torch.bfloat16, marks=needs_bfloat16_kernel),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_uses_every_thread_count_alike(dtype):
+    """The same bits whatever the thread count (the bfloat16 forward packs one head per
+    thread at a time: 4 threads over 6 heads leave a partial round)."""
+    case = list(random_case(2, 3, 10, 16, 32, 7, True, seed=5))
+    case[:3] = (t.to(dtype) for t in case[:3])
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = run_kernel(*case)
-        torch.set_num_threads(2)
-        two = run_kernel(*case)
+        results = []
+        for count in (1, 2, 4):
+            torch.set_num_threads(count)
+            results.append(run_kernel(*case))
     finally:
         torch.set_num_threads(threads)
-    torch.testing.assert_close(one[0], two[0], atol=0, rtol=0, equal_nan=True)
-    torch.testing.assert_close(one[1], two[1], atol=0, rtol=0)
+    for other in results[1:]:
+        torch.testing.assert_close(other[0], results[0][0], atol=0, rtol=0, equal_nan=True)
+        torch.testing.assert_close(other[1], results[0][1], atol=0, rtol=0)
 
 
-def test_query_rows_with_no_visible_key_stay_finite():
-    q, k, v, block, first_row, slot_block, slot_valid, _ = random_case(1, 1, 4, 8, 8, 4, False, 3)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_query_rows_with_no_visible_key_stay_finite(dtype):
+    q, k, v, block, first_row, slot_block, slot_valid, _ = random_case(1, 1, 4, 16, 16, 4, False, 3)
     slot_block[:] = 1
     slot_valid[:] = False
     slot_valid[..., 0] = True
-    keep = torch.ones(1, 32, dtype=torch.bool)
-    keep[0, 8:16] = False  # every visible key is padding
+    keep = torch.ones(1, 64, dtype=torch.bool)
+    keep[0, 16:32] = False  # every visible key is padding
+    q, k, v = (t.to(dtype) for t in (q, k, v))
     out, lse = run_kernel(q, k, v, block, first_row, slot_block, slot_valid, keep)
-    assert torch.isfinite(out[:, :, 8:24]).all() and torch.isfinite(lse).all()
+    assert torch.isfinite(out[:, :, 16:48]).all() and torch.isfinite(lse).all()
 
 
 def test_kernel_refuses_views_it_cannot_read():

@@ -6,8 +6,9 @@ keys are never attended); output ``[B, H, L, D]``. Softmax scale ``1 / sqrt(D)``
 
 Backends (the names in :data:`dnabird.model.config.ATTENTION_BACKENDS`; one module each, never
 importing each other). The three ``blocked_*`` work on block views in O(L) memory, compute the
-global query rows by one dense SDPA pass and differ only in the ordinary query blocks; they
-share :mod:`~dnabird.model.attention.slots` (slot layout, gather, autograd, shape legend):
+global query rows by one dense SDPA pass (but for the kernel's bfloat16 forward) and differ
+only in the ordinary query blocks; they share :mod:`~dnabird.model.attention.slots` (slot
+layout, gather, autograd, shape legend):
 
 - ``dense`` (:mod:`~dnabird.model.attention.dense`): masked SDPA over the pattern's full
   ``[L, L]`` mask, O(L²). The readable oracle; short sequences.
@@ -15,7 +16,9 @@ share :mod:`~dnabird.model.attention.slots` (slot layout, gather, autograd, shap
   the pattern, under ``torch.compile``: fused Triton kernels on CUDA.
 - ``blocked_kernel`` (:mod:`~dnabird.model.attention.blocked_kernel`): ordinary query blocks
   by our compiled C++ kernel, reading key runs in place. CPU, computed in float32 (bfloat16
-  and float16 inputs too, as under ``torch.autocast``), no dropout.
+  and float16 inputs too, as under ``torch.autocast``), except bfloat16 inference on a CPU
+  with AVX-512 BF16, which runs the kernel's bfloat16 forward for every query block; no
+  dropout.
 - ``blocked_fused`` (:mod:`~dnabird.model.attention.blocked_fused`): ordinary query blocks by
   PyTorch's private fused CPU FlashAttention op over gathered key slots. CPU, no dropout; only
   when this torch has the op and it passes a probe call.

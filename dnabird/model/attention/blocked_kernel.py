@@ -4,12 +4,17 @@ One kernel call computes every ordinary query block, forward, and one its gradie
 (:mod:`dnabird.model.attention.cpu_kernel` builds and calls it; ``sparse_rows_cpu.cpp`` holds
 the algorithm). Per query block it reads each run of consecutive key blocks straight from
 ``K`` and ``V`` (no gather copy), keeps the block's scores in cache and adds key and value
-gradients in place. CPU only; float32, or bfloat16 / float16 inputs computed in float32 (as
-under ``torch.autocast``: the output is cast back to the inputs' dtype); no attention dropout, at
-most
+gradients in place. CPU only; no attention dropout; at most
 :data:`~dnabird.model.attention.cpu_kernel.MAX_SLOTS` key slots per query block; needs a C++
 compiler on first use (``DNABIRD_CPU_KERNEL=0`` turns it off). Shapes and the shared machinery:
 :mod:`~dnabird.model.attention.slots`.
+
+Precision: float32, or bfloat16 / float16 inputs computed in float32 (as under
+``torch.autocast``: the output is cast back to the inputs' dtype). Except: bfloat16 inputs
+with no backward to follow run the kernel's bfloat16 forward where the CPU has one
+(:func:`runs_in_bfloat16`). Up to ``MAX_SLOTS`` blocks that call computes the global query
+blocks too, as rows whose slots list every key block, instead of a separate SDPA pass
+(``benchmarks/RESULTS.md``, "A bfloat16 attention kernel").
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch
 
 from dnabird.errors import ConfigError
 from dnabird.model.attention import cpu_kernel
-from dnabird.model.attention.slots import SlotTable, attend_blocks
+from dnabird.model.attention.slots import SlotTable, attend_blocks, slot_table
 from dnabird.model.patterns import BlockPattern
 
 COMPUTED_IN_FLOAT32 = (torch.float32, torch.bfloat16, torch.float16)
@@ -35,16 +40,75 @@ def blocked_kernel_attention(
     dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Block-sparse attention ``[B, H, L, D]`` with ``L == pattern.seq_len``, in the inputs'
-    dtype (computed in float32)."""
+    dtype (computed in float32, or in bfloat16 where :func:`runs_in_bfloat16`)."""
     reason = unsupported(q, pattern, dropout_p)
     if reason is not None:
         raise ConfigError(f"attention backend blocked_kernel: {reason}; use blocked")
     dtype = q.dtype
-    q, k, v = (t.float() for t in (q, k, v))
+    if not runs_in_bfloat16(q, pattern):
+        q, k, v = (t.float() for t in (q, k, v))
+    elif pattern.num_blocks <= cpu_kernel.MAX_SLOTS:
+        return _every_block_in_bfloat16(q, k, v, pattern, key_padding_mask)
     out = attend_blocks(
         q, k, v, pattern, key_padding_mask, dropout_p, _KernelRows, "blocked_kernel"
     )
     return out.to(dtype)
+
+
+def runs_in_bfloat16(q: torch.Tensor, pattern: BlockPattern) -> bool:
+    """Whether these inputs run the kernel's bfloat16 forward instead of being computed in
+    float32: bfloat16, no backward to follow, a CPU with the bfloat16 kernel, head width and
+    block size multiples of :data:`~dnabird.model.attention.cpu_kernel.BFLOAT16_MULTIPLE`.
+    Up to :data:`~dnabird.model.attention.cpu_kernel.MAX_SLOTS` blocks every query block runs
+    in one kernel call (a global block's row lists them all); beyond, the global rows run in
+    SDPA as in float32."""
+    multiple = cpu_kernel.BFLOAT16_MULTIPLE
+    return (
+        q.dtype == torch.bfloat16
+        and not (torch.is_grad_enabled() and q.requires_grad)
+        and q.shape[-1] % multiple == 0
+        and pattern.block_size % multiple == 0
+        and cpu_kernel.has_bfloat16()
+    )
+
+
+def _every_block_in_bfloat16(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    pattern: BlockPattern,
+    key_padding_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """``[B, H, L, D]`` bfloat16: every query block by one call of the kernel's bfloat16
+    forward, over the slots of :func:`all_rows_table` (no autograd: nothing is saved)."""
+    batch, heads, length, dim = q.shape
+    rows = (batch, heads, pattern.num_blocks, pattern.block_size, dim)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    out = torch.empty_like(q)
+    lse = torch.empty(batch * heads, pattern.num_blocks, pattern.block_size)  # float32
+    block, valid = all_rows_table(pattern, q.device)
+    cpu_kernel.sparse_rows_forward(
+        q.view(rows), k, v, out.view(rows), lse, block, valid, key_padding_mask
+    )
+    return out
+
+
+def all_rows_table(
+    pattern: BlockPattern, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Key slots of every query block, ``block, valid: [H, NB, S']`` with ``S' = max(S, NB)``
+    (the :class:`~dnabird.model.attention.slots.SlotTable` legend): an ordinary block's slots
+    (padded with invalid ones), and for a global block every key block, valid."""
+    table = slot_table(pattern, device)
+    heads, nb, slots = pattern.num_heads, pattern.num_blocks, table.block.shape[-1]
+    width = max(slots, nb)
+    column = torch.arange(width, device=device)
+    block = column.clamp(max=nb - 1).expand(heads, nb, width).clone()
+    valid = (column < nb).expand(heads, nb, width).clone()
+    ordinary = slice(table.start, table.stop)
+    valid[:, ordinary] = False
+    block[:, ordinary, :slots], valid[:, ordinary, :slots] = table.block, table.valid
+    return block, valid
 
 
 def unsupported(q: torch.Tensor, pattern: BlockPattern, dropout_p: float) -> str | None:

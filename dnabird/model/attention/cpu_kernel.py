@@ -1,4 +1,5 @@
-"""Our compiled CPU kernel for the ordinary query blocks, forward and backward (float32).
+"""Our compiled CPU kernel for the ordinary query blocks: forward and backward in float32, and
+a bfloat16 forward on CPUs with AVX-512 BF16.
 
 ``sparse_rows_cpu.cpp`` (beside this file) is compiled on first use with the system C++
 compiler into ``$DNABIRD_CACHE_DIR/kernels`` (default ``~/.cache/dnabird/kernels``), one
@@ -13,6 +14,12 @@ by ``struct SparseRowsArgs`` in the C++ source: the loader compares the two layo
 field's offset, the size and a version) once and refuses a library that differs, and the kernel
 refuses a call whose struct has another size or version, so a field added, dropped or reordered
 on one side only fails loudly instead of reading the wrong memory.
+
+The bfloat16 forward (:func:`sparse_rows_forward` with bfloat16 tensors; inference, as under
+``dnabird predict --precision bf16-mixed``) multiplies bfloat16 pairs into float32 with the
+CPU's ``vdpbf16ps``, twice the float32 rate per instruction; scores and softmax stay float32.
+It is compiled only where ``-march=native`` has AVX-512 BF16 (:func:`has_bfloat16`); elsewhere,
+or with ``DNABIRD_CPU_KERNEL_BF16=0``, callers convert to float32 first.
 
 Why a kernel of our own: per ordinary query block it reads each run of consecutive key blocks
 (the window, neighbouring random blocks) straight from ``K`` and ``V`` with one ``sgemm`` per
@@ -58,9 +65,9 @@ def cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"dnabird-{user}" / "kernels"
 
 
-def enabled() -> bool:
-    """False when ``DNABIRD_CPU_KERNEL`` is set to 0 / false / no / off."""
-    setting = os.environ.get("DNABIRD_CPU_KERNEL", "1").strip().lower()
+def enabled(variable: str = "DNABIRD_CPU_KERNEL") -> bool:
+    """False when the environment variable ``variable`` is set to 0 / false / no / off."""
+    setting = os.environ.get(variable, "1").strip().lower()
     return setting not in {"0", "false", "no", "off"}
 
 
@@ -161,8 +168,10 @@ def _load() -> ctypes.CDLL | str:
         functions = (
             library.dnabird_sparse_rows_forward_f32,
             library.dnabird_sparse_rows_backward_f32,
+            library.dnabird_sparse_rows_forward_bf16,
         )
         layout = library.dnabird_sparse_rows_args_layout
+        library.dnabird_sparse_rows_has_bf16.restype = ctypes.c_int
     except (OSError, AttributeError) as error:
         return str(error)
     layout.restype, layout.argtypes = ctypes.c_char_p, []
@@ -184,9 +193,15 @@ def status() -> str:
     if not enabled():
         return "off (DNABIRD_CPU_KERNEL=0)"
     loaded = _load()
-    if isinstance(loaded, ctypes.CDLL):
-        return f"built ({loaded._name})"
-    return f"unavailable: {loaded}"
+    if not isinstance(loaded, ctypes.CDLL):
+        return f"unavailable: {loaded}"
+    if not loaded.dnabird_sparse_rows_has_bf16():
+        bfloat16 = "no (built for a CPU without AVX-512 BF16)"
+    elif not enabled("DNABIRD_CPU_KERNEL_BF16"):
+        bfloat16 = "off (DNABIRD_CPU_KERNEL_BF16=0)"
+    else:
+        bfloat16 = "yes"
+    return f"built ({loaded._name}); bfloat16 forward: {bfloat16}"
 
 
 def available() -> bool:
@@ -212,6 +227,21 @@ _warned: list[str] = []
 """Non-empty once the "unavailable" warning was given."""
 
 
+def has_bfloat16() -> bool:
+    """Whether the kernel is available with its bfloat16 forward (built for a CPU with
+    AVX-512 BF16) and that forward is not turned off (``DNABIRD_CPU_KERNEL_BF16=0``)."""
+    return (
+        enabled("DNABIRD_CPU_KERNEL_BF16")
+        and available()
+        and bool(_load().dnabird_sparse_rows_has_bf16())
+    )
+
+
+BFLOAT16_MULTIPLE = 16
+"""The bfloat16 forward needs the head width and the block size to be multiples of this (one
+vector of 16 float32 lanes)."""
+
+
 def sparse_rows_forward(
     query: torch.Tensor,
     k: torch.Tensor,
@@ -225,18 +255,28 @@ def sparse_rows_forward(
     """Softmax attention of the ordinary query blocks over their key slots, written in place.
 
     ``query: [B, H, n, b, D]`` and ``out_rows`` (same shape) are views of ``[B, H, L, D]``
-    tensors starting at the first ordinary row; ``k, v: [B, H, L, D]`` contiguous float32;
+    tensors starting at the first ordinary row; ``k, v: [B, H, L, D]`` contiguous; all four
+    float32, or all bfloat16 where :func:`has_bfloat16` (``D`` and ``b`` multiples of
+    :data:`BFLOAT16_MULTIPLE`; products of bfloat16 pairs summed in float32, probabilities
+    rounded to bfloat16 before ``P V``);
     ``lse: [B*H, n, b]`` float32 receives each row's log-sum-exp of its scaled scores;
     ``slot_block: [H, n, S]`` int64 key block of every slot, ``slot_valid: [H, n, S]`` bool
     (invalid slots are skipped); ``key_keep: [B, L]`` bool (True = real token) or None.
     Call only when :func:`available`.
     """
-    _check_full(query, k=k, v=v, lse=lse)
-    _check_rows(k.shape[2], query, out_rows=out_rows)
+    dtype = query.dtype
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"query must be float32 or bfloat16; got {dtype}")
+    _check_full(query, dtype, k=k, v=v, lse=lse)
+    _check_rows(k.shape[2], query, dtype, out_rows=out_rows)
     args, _converted = _arguments(
         query, k, slot_block, slot_valid, key_keep, q=query, k=k, v=v, out=out_rows, lse=lse
     )  # _converted: alive till the call returns
-    _raise_on(_load().dnabird_sparse_rows_forward_f32(ctypes.byref(args)))
+    library = _load()
+    if dtype == torch.float32:
+        _raise_on(library.dnabird_sparse_rows_forward_f32(ctypes.byref(args)))
+    else:
+        _raise_on(library.dnabird_sparse_rows_forward_bf16(ctypes.byref(args)))
 
 
 def sparse_rows_backward(
@@ -260,8 +300,11 @@ def sparse_rows_backward(
     ``grad_query`` are row views laid out like ``query``; the rest as in
     :func:`sparse_rows_forward`.
     """
-    _check_full(query, k=k, v=v, lse=lse, grad_k=grad_k, grad_v=grad_v)
-    _check_rows(k.shape[2], query, out_rows=out_rows, grad_rows=grad_rows, grad_query=grad_query)
+    float32 = torch.float32
+    _check_full(query, float32, k=k, v=v, lse=lse, grad_k=grad_k, grad_v=grad_v)
+    _check_rows(
+        k.shape[2], query, float32, out_rows=out_rows, grad_rows=grad_rows, grad_query=grad_query
+    )
     args, _converted = _arguments(
         query, k, slot_block, slot_valid, key_keep,
         q=query, k=k, v=v, out=out_rows, lse=lse,
@@ -270,27 +313,31 @@ def sparse_rows_backward(
     _raise_on(_load().dnabird_sparse_rows_backward_f32(ctypes.byref(args)))
 
 
-def _check_rows(length: int, query: torch.Tensor, **views: torch.Tensor) -> None:
-    """``query`` and ``views`` must be float32 ``[B, H, n, b, D]`` row views of contiguous
+def _check_rows(length: int, query: torch.Tensor, dtype: torch.dtype, **views: torch.Tensor):
+    """``query`` and ``views`` must be ``dtype`` ``[B, H, n, b, D]`` row views of contiguous
     ``[B, H, length, D]`` tensors."""
     batch, heads, _, block, dim = query.shape
     row_strides = (heads * length * dim, length * dim, block * dim, dim, 1)
     for name, tensor in {"query": query, **views}.items():
         strides = zip(tensor.shape, tensor.stride(), row_strides, strict=True)
         laid_out = all(size == 1 or got == want for size, got, want in strides)
-        if not laid_out or tensor.shape != query.shape or tensor.dtype != torch.float32:
-            raise ValueError(f"{name} must be a float32 row view of a contiguous [B, H, L, D]")
+        if not laid_out or tensor.shape != query.shape or tensor.dtype != dtype:
+            kind = str(dtype).removeprefix("torch.")
+            raise ValueError(f"{name} must be a {kind} row view of a contiguous [B, H, L, D]")
 
 
-def _check_full(query: torch.Tensor, **tensors: torch.Tensor) -> None:
-    """Shape, dtype and contiguity of ``k``-like ``[B, H, L, D]`` tensors and ``lse``."""
+def _check_full(query: torch.Tensor, dtype: torch.dtype, **tensors: torch.Tensor) -> None:
+    """Shape, dtype (``dtype``; ``lse`` float32) and contiguity of ``k``-like
+    ``[B, H, L, D]`` tensors and ``lse``."""
     batch, heads, rows, block, dim = query.shape
     length = tensors["k"].shape[2]
     for name, tensor in tensors.items():
         shape = (batch * heads, rows, block) if name == "lse" else (batch, heads, length, dim)
-        if tuple(tensor.shape) != shape or tensor.dtype != torch.float32:
+        want = torch.float32 if name == "lse" else dtype
+        if tuple(tensor.shape) != shape or tensor.dtype != want:
+            kind = str(want).removeprefix("torch.")
             raise ValueError(
-                f"{name} must be float32 {list(shape)}; got {tensor.dtype} {list(tensor.shape)}"
+                f"{name} must be {kind} {list(shape)}; got {tensor.dtype} {list(tensor.shape)}"
             )
         if not tensor.is_contiguous():
             raise ValueError(f"{name} must be contiguous")
@@ -341,6 +388,8 @@ _ERRORS = {
     1: f"more than {MAX_SLOTS} key blocks per query block",
     2: "it refused the argument struct (size or version differ from the built library's)",
     3: "a tensor pointer was null",
+    4: "this library was built without AVX-512 BF16 (no bfloat16 forward)",
+    5: f"the bfloat16 forward needs D and b to be multiples of {BFLOAT16_MULTIPLE}",
 }
 
 

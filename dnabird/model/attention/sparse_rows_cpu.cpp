@@ -21,6 +21,14 @@
 // Each thread owns [b, T_max] score buffers, so a row block's scores stay in L2 cache. The
 // forward splits the work by (bh, query block); the backward by bh, since the query blocks of
 // one head add into the same key and value gradients.
+//
+// A bfloat16 forward (inference: no backward) where the compiler targets AVX-512 BF16: the same
+// steps with bfloat16 q, k, v and output, both products by `vdpbf16ps` (pairs of bfloat16
+// products added into float32), the scores and the softmax in float32 and P rounded to
+// bfloat16 for P V, as fused bfloat16 attention kernels do. Per round of `threads` heads, K
+// and V are first repacked so that a vector load holds 16 keys' (K) or 16 channels' (V)
+// bfloat16 pairs, the operand layout of `vdpbf16ps`: K as [NB][D/2][b][2] (channels 2p, 2p+1
+// of key j side by side), V as [L/2][D][2] (channel d of keys 2m, 2m+1 side by side).
 
 #include <algorithm>
 #include <cfloat>
@@ -30,6 +38,13 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__)
+#include <immintrin.h>
+#define DNABIRD_BF16 1
+#else
+#define DNABIRD_BF16 0
+#endif
 
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
                        const int* k, const float* alpha, const float* a, const int* lda,
@@ -148,7 +163,6 @@ struct Problem {
   // leading dimension max_keys()), padded keys at -FLT_MAX; returns T.
   int64_t scores(int64_t bh, const float* q_row, const float* k_head, const Run* runs,
                  int num_runs, float* s) const {
-    const uint8_t* keep = key_keep ? key_keep + (bh / heads) * length : nullptr;
     const int64_t ld = max_keys();
     int64_t keys = 0;
     for (int r = 0; r < num_runs; ++r) {
@@ -156,18 +170,172 @@ struct Problem {
       gemm_abt(static_cast<int>(block), static_cast<int>(width), static_cast<int>(dim), scale,
                q_row, static_cast<int>(dim), k_head + runs[r].block * block * dim,
                static_cast<int>(dim), 0.0f, s + keys, static_cast<int>(ld));
-      if (keep) {
-        const uint8_t* run_keep = keep + runs[r].block * block;
-        for (int64_t j = 0; j < width; ++j) {
-          if (run_keep[j]) continue;
-          for (int64_t t = 0; t < block; ++t) s[t * ld + keys + j] = -FLT_MAX;
-        }
+      keys += width;
+    }
+    mask_padded_keys(bh, runs, num_runs, s);
+    return keys;
+  }
+
+  // Sets the scores s ([b, T], leading dimension max_keys()) of padded keys to -FLT_MAX.
+  void mask_padded_keys(int64_t bh, const Run* runs, int num_runs, float* s) const {
+    if (!key_keep) return;
+    const uint8_t* keep = key_keep + (bh / heads) * length;
+    const int64_t ld = max_keys();
+    int64_t keys = 0;
+    for (int r = 0; r < num_runs; ++r) {
+      const int64_t width = runs[r].count * block;
+      const uint8_t* run_keep = keep + runs[r].block * block;
+      for (int64_t j = 0; j < width; ++j) {
+        if (run_keep[j]) continue;
+        for (int64_t t = 0; t < block; ++t) s[t * ld + keys + j] = -FLT_MAX;
       }
       keys += width;
     }
-    return keys;
+  }
+
+  // Softmax numerators of the scores s ([b, keys], leading dimension max_keys()) in place:
+  // exp(s - row maximum); inverse_sum[t] = 1 / row sum, lse_row[t] = log-sum-exp of row t.
+  void softmax_numerators(float* s, int64_t keys, float* inverse_sum, float* lse_row) const {
+    const int64_t ld = max_keys();
+    for (int64_t t = 0; t < block; ++t) {
+      float* line = s + t * ld;
+      const float top = row_max(line, keys);
+      float total = 0.0f;
+#pragma omp simd reduction(+ : total)
+      for (int64_t j = 0; j < keys; ++j) {
+        line[j] = fast_exp(line[j] - top);
+        total += line[j];
+      }
+      inverse_sum[t] = 1.0f / total;
+      lse_row[t] = top + std::log(total);
+    }
   }
 };
+
+#if DNABIRD_BF16
+// bfloat16 values are handled as their bits (uint16_t, the upper half of a float32).
+
+// The 32-bit word holding the bfloat16 pair at `pair` (two consecutive values).
+inline int32_t load_pair(const uint16_t* pair) {
+  int32_t word;
+  std::memcpy(&word, pair, sizeof word);
+  return word;
+}
+
+// K of one head ([L, D] bfloat16, row-major) repacked for the score products: per block a
+// [D/2][b] table of channel pairs, i.e. [NB][D/2][b][2] (a transpose of 32-bit words).
+void pack_key_block(const uint16_t* k_block, int64_t dim, int64_t block, uint16_t* packed) {
+  const int64_t pairs = dim / 2;
+  for (int64_t j = 0; j < block; ++j) {
+    for (int64_t m = 0; m < pairs; ++m) {
+      std::memcpy(packed + (m * block + j) * 2, k_block + j * dim + 2 * m, 2 * sizeof(uint16_t));
+    }
+  }
+}
+
+// V rows of one block ([b, D] bfloat16) repacked for P V: [b/2][D][2], channel d of rows 2m
+// and 2m + 1 side by side (D a multiple of 16).
+void pack_value_block(const uint16_t* v_block, int64_t dim, int64_t block, uint16_t* packed) {
+  for (int64_t m = 0; m < block / 2; ++m) {
+    const uint16_t* even = v_block + 2 * m * dim;
+    const uint16_t* odd = even + dim;
+    for (int64_t d = 0; d < dim; d += 16) {
+      const __m512i low = _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(even + d)));
+      const __m512i high = _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(odd + d)));
+      _mm512_storeu_si512(packed + (m * dim + d) * 2,
+                          _mm512_or_si512(low, _mm512_slli_epi32(high, 16)));
+    }
+  }
+}
+
+// s[r, 16c + lane] = scale * (query row r) . (key j0 + 16c + lane) for 4 query rows
+// (`q`: [4, D] bfloat16, leading dimension D) and 16 * NV keys of a packed key block
+// (`kp`, see pack_key_block), into s (float32, leading dimension ld).
+template <int NV>
+void score_tile(const uint16_t* q, int64_t dim, const uint16_t* kp, int64_t block, int64_t j0,
+                float scale, float* s, int64_t ld) {
+  __m512 acc[4][NV];
+  for (auto& row : acc) {
+    for (auto& lanes : row) lanes = _mm512_setzero_ps();
+  }
+  for (int64_t m = 0; m < dim / 2; ++m) {
+    __m512i keys[NV];
+    for (int c = 0; c < NV; ++c) {
+      keys[c] = _mm512_loadu_si512(kp + (m * block + j0 + 16 * c) * 2);
+    }
+    for (int r = 0; r < 4; ++r) {
+      const __m512i pair = _mm512_set1_epi32(load_pair(q + r * dim + 2 * m));
+      for (int c = 0; c < NV; ++c) {
+        acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)pair, (__m512bh)keys[c]);
+      }
+    }
+  }
+  const __m512 factor = _mm512_set1_ps(scale);
+  for (int r = 0; r < 4; ++r) {
+    for (int c = 0; c < NV; ++c) {
+      _mm512_storeu_ps(s + r * ld + j0 + 16 * c, _mm512_mul_ps(acc[r][c], factor));
+    }
+  }
+}
+
+// out[r, d0 + 16c + lane] = inverse_sum[r] * sum over the row's keys of P[r, key] V[key, d]
+// for 4 rows of P (`probs`: bfloat16, leading dimension ld, keys in run order) and 16 * NV
+// channels, V read from its packed blocks (`vp_head`, see pack_value_block); out bfloat16
+// with leading dimension D.
+template <int NV>
+void value_tile(const uint16_t* probs, int64_t ld, const Run* runs, int num_runs,
+                const uint16_t* vp_head, int64_t block, int64_t dim, int64_t d0,
+                const float* inverse_sum, uint16_t* out) {
+  __m512 acc[4][NV];
+  for (auto& row : acc) {
+    for (auto& lanes : row) lanes = _mm512_setzero_ps();
+  }
+  int64_t key = 0;
+  for (int run = 0; run < num_runs; ++run) {
+    const uint16_t* vp = vp_head + runs[run].block * block * dim;
+    const int64_t pairs = runs[run].count * block / 2;
+    for (int64_t m = 0; m < pairs; ++m, key += 2) {
+      __m512i values[NV];
+      for (int c = 0; c < NV; ++c) {
+        values[c] = _mm512_loadu_si512(vp + (m * dim + d0 + 16 * c) * 2);
+      }
+      for (int r = 0; r < 4; ++r) {
+        const __m512i pair = _mm512_set1_epi32(load_pair(probs + r * ld + key));
+        for (int c = 0; c < NV; ++c) {
+          acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)pair, (__m512bh)values[c]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    const __m512 factor = _mm512_set1_ps(inverse_sum[r]);
+    for (int c = 0; c < NV; ++c) {
+      const __m256bh rounded = _mm512_cvtneps_pbh(_mm512_mul_ps(acc[r][c], factor));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * dim + d0 + 16 * c),
+                          (__m256i)rounded);
+    }
+  }
+}
+
+// Runs TILE<NV> for NV = min(4, remaining / 16): the widest tile that fits.
+#define DNABIRD_BY_WIDTH(remaining, TILE, ...)          \
+  switch (std::min<int64_t>(4, (remaining) / 16)) {     \
+    case 4: TILE<4>(__VA_ARGS__); break;                \
+    case 3: TILE<3>(__VA_ARGS__); break;                \
+    case 2: TILE<2>(__VA_ARGS__); break;                \
+    default: TILE<1>(__VA_ARGS__); break;               \
+  }
+
+// Float32 row x (count a multiple of 16) rounded to bfloat16 into y.
+void round_to_bf16(const float* x, int64_t count, uint16_t* y) {
+  for (int64_t j = 0; j < count; j += 16) {
+    const __m256bh rounded = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + j));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + j), (__m256i)rounded);
+  }
+}
+#endif  // DNABIRD_BF16
 
 }  // namespace
 
@@ -206,7 +374,8 @@ struct SparseRowsArgs {
 constexpr uint64_t kArgsVersion = 1;
 
 // 0 when the call can go ahead; 2: `args` is not a SparseRowsArgs of this size and version;
-// 1: more than 64 slots; 3: a pointer the pass needs is null.
+// 1: more than 64 slots; 3: a pointer the pass needs is null. (The bfloat16 forward adds 4
+// and 5.)
 static int check_args(const SparseRowsArgs* args, bool backward) {
   if (args == nullptr || args->size != sizeof(SparseRowsArgs) || args->version != kArgsVersion) {
     return 2;
@@ -272,18 +441,7 @@ int dnabird_sparse_rows_forward_f32(const SparseRowsArgs* args) {
       float* s = scores.data();
       const int64_t keys = p.scores(bh, q + p.row_offset(bh, row), k + p.head_offset(bh), runs,
                                     num_runs, s);
-      for (int64_t t = 0; t < block; ++t) {  // softmax numerators in place
-        float* line = s + t * ld;
-        const float top = row_max(line, keys);
-        float total = 0.0f;
-#pragma omp simd reduction(+ : total)
-        for (int64_t j = 0; j < keys; ++j) {
-          line[j] = fast_exp(line[j] - top);
-          total += line[j];
-        }
-        inverse_sum[t] = 1.0f / total;
-        lse_row[t] = top + std::log(total);
-      }
+      p.softmax_numerators(s, keys, inverse_sum.data(), lse_row);
       const float* v_head = v + p.head_offset(bh);
       int64_t offset = 0;  // output: P V summed over runs
       for (int r = 0; r < num_runs; ++r) {
@@ -382,6 +540,91 @@ int dnabird_sparse_rows_backward_f32(const SparseRowsArgs* args) {
     }
   }
   return 0;
+}
+
+// 1 when this library has the bfloat16 forward (built for a CPU with AVX-512 BF16), else 0.
+int dnabird_sparse_rows_has_bf16() { return DNABIRD_BF16; }
+
+// The forward of dnabird_sparse_rows_forward_f32 with bfloat16 q, k, v and out (lse float32):
+// see the bfloat16 notes at the top. Returns 4 when built without AVX-512 BF16, 5 unless
+// D and b are multiples of 16.
+int dnabird_sparse_rows_forward_bf16(const SparseRowsArgs* args) {
+  if (const int code = check_args(args, false)) return code;
+#if !DNABIRD_BF16
+  return 4;
+#else
+  const SparseRowsArgs& a = *args;
+  const int64_t batch_heads = a.batch_heads, length = a.length, dim = a.dim, block = a.block;
+  const int64_t rows = a.rows, blocks = length / block;
+  if (dim % 16 != 0 || block % 16 != 0) return 5;
+  const auto* q = static_cast<const uint16_t*>(static_cast<const void*>(a.q));
+  const auto* k = static_cast<const uint16_t*>(static_cast<const void*>(a.k));
+  const auto* v = static_cast<const uint16_t*>(static_cast<const void*>(a.v));
+  auto* out = static_cast<uint16_t*>(static_cast<void*>(a.out));
+  float* lse = a.lse;
+  const int threads = a.threads;
+  const Problem p{a.heads, length, dim, block, rows, a.slots, a.slot_block, a.slot_valid,
+                  a.key_keep, a.scale};
+  const int64_t ld = p.max_keys();
+  const int64_t round = std::max<int64_t>(1, threads);  // heads packed at a time
+  std::vector<uint16_t> k_packed(static_cast<size_t>(round * length * dim));
+  std::vector<uint16_t> v_packed(k_packed.size());
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> scores(static_cast<size_t>(block * ld));
+    std::vector<uint16_t> probs(scores.size());
+    std::vector<float> inverse_sum(static_cast<size_t>(block));
+    Run runs[64];
+    for (int64_t first = 0; first < batch_heads; first += round) {
+      const int64_t count = std::min(round, batch_heads - first);
+#pragma omp for schedule(static)
+      for (int64_t item = 0; item < count * blocks; ++item) {
+        const int64_t at = item * block * dim;  // head (item / blocks), block (item % blocks)
+        pack_key_block(k + p.head_offset(first) + at, dim, block, k_packed.data() + at);
+        pack_value_block(v + p.head_offset(first) + at, dim, block, v_packed.data() + at);
+      }
+#pragma omp for schedule(static)
+      for (int64_t task = 0; task < count * rows; ++task) {
+        const int64_t slot = task / rows, bh = first + slot, row = task % rows;
+        const int num_runs = p.row_runs(bh, row, runs);
+        uint16_t* o_row = out + p.row_offset(bh, row);
+        float* lse_row = lse + (bh * rows + row) * block;
+        if (num_runs == 0) {  // sees no key at all: zeros (never the case for BigBird rows)
+          std::fill(o_row, o_row + block * dim, uint16_t{0});
+          std::fill(lse_row, lse_row + block, -FLT_MAX);
+          continue;
+        }
+        const uint16_t* q_row = q + p.row_offset(bh, row);
+        const uint16_t* kp_head = k_packed.data() + slot * length * dim;
+        const uint16_t* vp_head = v_packed.data() + slot * length * dim;
+        float* s = scores.data();
+        int64_t keys = 0;
+        for (int r = 0; r < num_runs; ++r) {
+          for (int64_t kb = runs[r].block; kb < runs[r].block + runs[r].count; ++kb) {
+            const uint16_t* kp = kp_head + kb * block * dim;
+            for (int64_t t = 0; t < block; t += 4) {
+              for (int64_t j0 = 0; j0 < block; j0 += 64) {
+                DNABIRD_BY_WIDTH(block - j0, score_tile, q_row + t * dim, dim, kp, block, j0,
+                                 p.scale, s + t * ld + keys, ld)
+              }
+            }
+            keys += block;
+          }
+        }
+        p.mask_padded_keys(bh, runs, num_runs, s);
+        p.softmax_numerators(s, keys, inverse_sum.data(), lse_row);
+        for (int64_t t = 0; t < block; ++t) round_to_bf16(s + t * ld, keys, probs.data() + t * ld);
+        for (int64_t t = 0; t < block; t += 4) {
+          for (int64_t d0 = 0; d0 < dim; d0 += 64) {
+            DNABIRD_BY_WIDTH(dim - d0, value_tile, probs.data() + t * ld, ld, runs, num_runs,
+                             vp_head, block, dim, d0, inverse_sum.data() + t, o_row + t * dim)
+          }
+        }
+      }
+    }
+  }
+  return 0;
+#endif
 }
 
 }  // extern "C"
