@@ -19,7 +19,8 @@ One process, the contenders side by side on the same token batches (eval mode,
 
 Precision (``--precision``): ``32-true`` runs all three in float32. ``bf16-mixed`` runs ours
 as ``dnabird predict --precision bf16-mixed`` does (bfloat16 matrix products under
-``torch.autocast``; our attention kernel computes in float32) and the peer with its weights
+``torch.autocast``; our attention kernel multiplies in bfloat16 where the CPU has AVX-512 BF16,
+else in float32: ``DNABIRD_CPU_KERNEL_BF16=0`` forces float32) and the peer with its weights
 cast to bfloat16 (``model.to(torch.bfloat16)``): transformers' block-sparse attention raises
 under CPU autocast (``scatter(): Expected self.dtype to be equal to src.dtype``), and bfloat16
 weights are its one bfloat16 mode that runs.
@@ -751,6 +752,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     import transformers
 
+    from dnabird.model.attention import cpu_kernel
     from dnabird.testing import shared_data_dir
 
     transformers.logging.set_verbosity_error()  # its "switching to full attention" warning
@@ -776,6 +778,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "transformers": transformers.__version__,
         "torch_threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "cpu_kernel": cpu_kernel.status(),
         "preset": args.preset,
         "batch_size": args.batch_size,
         "repeats": args.repeats,
