@@ -331,7 +331,8 @@ def inference_autocast(device: torch.device, precision: str = "32-true") -> torc
     """The context a forward pass on ``device`` runs in at ``precision`` (one of
     :data:`~dnabird.model.config.INFERENCE_PRECISIONS`; ConfigError otherwise): autocast to
     bfloat16 (embeddings, layer norms, the residual stream and our attention kernel's softmax
-    stay float32), or disabled."""
+    stay float32; on a CPU with AVX-512 BF16 the kernel multiplies in bfloat16 too), or
+    disabled."""
     check_precision(precision)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
