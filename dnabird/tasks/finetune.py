@@ -21,7 +21,9 @@ on a pretrained encoder, or a new model from a preset).
   more classes). Multi-label (:func:`multilabel_validation_metrics`): ``val/loss`` (the
   training loss), ``val/auroc`` and ``val/auprc``, means over the features whose labels
   hold both classes. A batch with ``reverse_input_ids`` is scored on both strands and the
-  probabilities averaged. A metric that is undefined is not logged (absent is not zero).
+  probabilities averaged (a sequence classifier's validation then reads the logarithms of
+  the averaged class probabilities as logits). A metric that is undefined is not logged
+  (absent is not zero).
 
 Batches are dicts from :mod:`dnabird.data.classification`: ``input_ids``,
 ``attention_mask`` ([B, L] int64, one fixed L), ``labels`` ([B] int64 class indices or
@@ -168,17 +170,22 @@ class FinetuneModule(TrainingModule):
         self._val_logits, self._val_labels = [], []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """Keep the batch's logits (sequence) or probabilities (multi-label, averaged over
-        both strands when the batch has them) for the end of the validation."""
+        """Keep the batch's logits (sequence) or probabilities (multi-label) for the end of
+        the validation. When the batch has both strands, their probabilities are averaged
+        (a sequence classifier keeps the logarithms of the averaged class probabilities:
+        logits whose softmax is that average)."""
         logits = self.model(batch["input_ids"], batch["attention_mask"], cls_only=True).logits
-        if self.multilabel:
-            scores = torch.sigmoid(logits.double())
-            if "reverse_input_ids" in batch:
-                other = self.model(
-                    batch["reverse_input_ids"], batch["reverse_attention_mask"], cls_only=True
-                )
-                scores = (scores + torch.sigmoid(other.logits.double())) / 2
-            logits = scores
+        if "reverse_input_ids" in batch:
+            other = self.model(
+                batch["reverse_input_ids"], batch["reverse_attention_mask"], cls_only=True
+            ).logits
+            if self.multilabel:
+                logits = (torch.sigmoid(logits.double()) + torch.sigmoid(other.double())) / 2
+            else:
+                both = torch.stack([logits.double(), other.double()]).softmax(-1)  # [2, B, K]
+                logits = both.mean(0).log()
+        elif self.multilabel:
+            logits = torch.sigmoid(logits.double())
         self._val_logits.append(logits.detach())
         self._val_labels.append(batch["labels"])
 

@@ -230,11 +230,11 @@ class ClassificationDataConfig:
     The baselines train on the same doubled split; validation and test are not changed.
     Multi-label runs set ``multilabel.reverse_complement`` instead."""
     average_strands: bool = False
-    """``task: sequence``: the test report, a threshold chosen on validation and later
-    predictions (the exported model records it; ``--rc`` overrides) average the
-    probabilities of each sequence and its reverse complement; for strand-free labels, with
-    ``reverse_complement``. The checkpoint is still chosen on the forward strand's
-    validation metric. Multi-label runs set ``multilabel.average_strands`` instead."""
+    """``task: sequence``: the validation metrics (so the checkpoint choice and early
+    stopping), the test report, a threshold chosen on validation and later predictions (the
+    exported model records it; ``--rc`` overrides) average the probabilities of each
+    sequence and its reverse complement; for strand-free labels, with
+    ``reverse_complement``. Multi-label runs set ``multilabel.average_strands`` instead."""
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     """Train/validation/test fractions of ``train``, stratified by class and by sequence
     identity (no sequence in two splits), seeded by ``seed``. A split given as a file

@@ -233,17 +233,24 @@ def _windows(
     """The fixed window (``data.max_length``, or from the longest tokenized sequence of
     every split, and of the reverse complements evaluation reads with
     ``data.average_strands``: :func:`~dnabird.data.classification.default_window`) and each
-    split's windows."""
-    from dnabird.data.classification import default_window, tokenize, window_split
+    split's windows; with ``data.average_strands`` the validation split's reverse
+    complements too (its batches then hold both strands)."""
+    from dnabird.data.classification import (
+        default_window,
+        pad_to_window,
+        tokenize,
+        window_split,
+    )
     from dnabird.genome.fasta import reverse_complements
 
     parts = {name: splits.part(name) for name in ("train", "validation", "test")}
     tokens = {name: tokenize(tokenizer, part.sequences) for name, part in parts.items()}
     lengths = [len(ids) for part in tokens.values() for ids in part]
+    reverse = {}
     if config.data.average_strands:
         for name in ("validation", "test"):
-            reverse = tokenize(tokenizer, reverse_complements(parts[name].sequences))
-            lengths.extend(len(ids) for ids in reverse)
+            reverse[name] = tokenize(tokenizer, reverse_complements(parts[name].sequences))
+            lengths.extend(len(ids) for ids in reverse[name])
     window = config.data.max_length or default_window(
         max(lengths), model_config.block_size, model_config.max_position_embeddings
     )
@@ -251,6 +258,15 @@ def _windows(
         name: window_split(part, tokens[name], window, config.data.truncate)
         for name, part in parts.items()
     }
+    if "validation" in reverse:
+        part = parts["validation"]
+        windowed["validation"].reverse = pad_to_window(
+            reverse["validation"],
+            window,
+            truncate=config.data.truncate,
+            names=part.ids,
+            source=part.source,
+        )
     return window, windowed
 
 

@@ -284,9 +284,9 @@ def _by_hand_reverse_complement(sequence: str) -> str:
 
 
 def test_strand_averaging_of_a_sequence_classifier(inputs: Path, tmp_path: Path) -> None:
-    """``data.average_strands``: recorded in the folder; the test report, the validation
-    threshold and later predictions average the probabilities of each sequence and of its
-    reverse complement (computed here window by window from a by-hand reverse complement),
+    """``data.average_strands``: recorded in the folder; the validation metric (the
+    checkpoint choice), the test report, the validation threshold and later predictions
+    average the probabilities of each sequence and of its reverse complement (computed here window by window from a by-hand reverse complement),
     and so do the baselines; ``rc="none"`` gives the forward strand's alone."""
     from sklearn.metrics import roc_auc_score
 
@@ -315,9 +315,15 @@ def test_strand_averaging_of_a_sequence_classifier(inputs: Path, tmp_path: Path)
 
     splits = load_splits(config.data, config.seed)
     train, validation, test = (splits.part(name) for name in ("train", "validation", "test"))
-    _, averaged = by_hand(list(validation.sequences))
+    forward, averaged = by_hand(list(validation.sequences))
     expected = best_f1_threshold(validation.labels, averaged[:, 1])
     assert manifest["threshold"] == pytest.approx(expected, abs=1e-9)
+    # the checkpoint was chosen on the validation AUROC of both strands averaged
+    on_validation = np.asarray(validation.labels) == 1
+    chosen = manifest["best"]
+    assert chosen["metric"] == "val/auroc"
+    assert chosen["value"] == pytest.approx(roc_auc_score(on_validation, averaged[:, 1]), abs=1e-6)
+    assert chosen["value"] != pytest.approx(roc_auc_score(on_validation, forward[:, 1]), abs=1e-6)
     forward, averaged = by_hand(list(test.sequences))
     assert not np.allclose(forward, averaged)  # the reverse strand changes something
     np.testing.assert_allclose(classifier.probabilities(test.sequences), averaged, atol=1e-12)
