@@ -286,8 +286,9 @@ def _by_hand_reverse_complement(sequence: str) -> str:
 def test_strand_averaging_of_a_sequence_classifier(inputs: Path, tmp_path: Path) -> None:
     """``data.average_strands``: recorded in the folder; the validation metric (the
     checkpoint choice), the test report, the validation threshold and later predictions
-    average the probabilities of each sequence and of its reverse complement (computed here window by window from a by-hand reverse complement),
-    and so do the baselines; ``rc="none"`` gives the forward strand's alone."""
+    average the probabilities of each sequence and of its reverse complement (computed here
+    window by window from a by-hand reverse complement), and so do the baselines;
+    ``rc="none"`` gives the forward strand's alone."""
     from sklearn.metrics import roc_auc_score
 
     from dnabird.baselines import KmerLogisticRegression
