@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -566,9 +567,12 @@ int dnabird_sparse_rows_forward_bf16(const SparseRowsArgs* args) {
   const Problem p{a.heads, length, dim, block, rows, a.slots, a.slot_block, a.slot_valid,
                   a.key_keep, a.scale};
   const int64_t ld = p.max_keys();
-  const int64_t round = std::max<int64_t>(1, threads);  // heads packed at a time
-  std::vector<uint16_t> k_packed(static_cast<size_t>(round * length * dim));
-  std::vector<uint16_t> v_packed(k_packed.size());
+  // Heads packed at a time; the buffers are left uninitialised (every value read is packed
+  // first), which matters with many threads: 32 heads of 4,096 x 64 are 16 MiB each.
+  const int64_t round = std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, batch_heads));
+  const size_t packed_size = static_cast<size_t>(round * length * dim);
+  const std::unique_ptr<uint16_t[]> k_packed(new uint16_t[packed_size]);
+  const std::unique_ptr<uint16_t[]> v_packed(new uint16_t[packed_size]);
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> scores(static_cast<size_t>(block * ld));
@@ -580,8 +584,8 @@ int dnabird_sparse_rows_forward_bf16(const SparseRowsArgs* args) {
 #pragma omp for schedule(static)
       for (int64_t item = 0; item < count * blocks; ++item) {
         const int64_t at = item * block * dim;  // head (item / blocks), block (item % blocks)
-        pack_key_block(k + p.head_offset(first) + at, dim, block, k_packed.data() + at);
-        pack_value_block(v + p.head_offset(first) + at, dim, block, v_packed.data() + at);
+        pack_key_block(k + p.head_offset(first) + at, dim, block, k_packed.get() + at);
+        pack_value_block(v + p.head_offset(first) + at, dim, block, v_packed.get() + at);
       }
 #pragma omp for schedule(static)
       for (int64_t task = 0; task < count * rows; ++task) {
@@ -595,8 +599,8 @@ int dnabird_sparse_rows_forward_bf16(const SparseRowsArgs* args) {
           continue;
         }
         const uint16_t* q_row = q + p.row_offset(bh, row);
-        const uint16_t* kp_head = k_packed.data() + slot * length * dim;
-        const uint16_t* vp_head = v_packed.data() + slot * length * dim;
+        const uint16_t* kp_head = k_packed.get() + slot * length * dim;
+        const uint16_t* vp_head = v_packed.get() + slot * length * dim;
         float* s = scores.data();
         int64_t keys = 0;
         for (int r = 0; r < num_runs; ++r) {
