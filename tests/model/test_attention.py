@@ -361,7 +361,7 @@ def test_bfloat16_inference_runs_the_bfloat16_kernel(monkeypatch, num_blocks):
     runs."""
     require_kernel()
     if not cpu_kernel.has_bfloat16():
-        pytest.skip("no bfloat16 kernel: this CPU lacks AVX-512 BF16")
+        pytest.skip(f"no bfloat16 kernel: {cpu_kernel.status()}")
     pattern = pattern_for(num_blocks, block_size=16)
     q, k, v = (t.bfloat16() for t in inputs(2, 3, pattern.seq_len, dim=32))
     mask = padding_mask([pattern.seq_len, pattern.seq_len - 21], pattern.seq_len)

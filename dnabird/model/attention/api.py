@@ -59,6 +59,7 @@ from dnabird.model.attention import blocked_fused, blocked_kernel
 from dnabird.model.attention.blocked_explicit import blocked_explicit_attention
 from dnabird.model.attention.dense import dense_attention
 from dnabird.model.attention.flex import flex_sparse_attention
+from dnabird.model.attention.slots import needs_gradients
 from dnabird.model.config import ATTENTION_BACKENDS as BACKENDS
 from dnabird.model.patterns import BlockPattern
 
@@ -77,11 +78,6 @@ _RUN = {
     "blocked_explicit": blocked_explicit_attention,
 }
 """The function of every concrete backend (``auto`` and ``blocked`` resolve to one of these)."""
-
-
-def needs_gradients(q: torch.Tensor) -> bool:
-    """Whether a backward pass may follow: gradients are recorded and ``q`` takes part."""
-    return torch.is_grad_enabled() and q.requires_grad
 
 
 def choose_backend(

@@ -23,7 +23,7 @@ import torch
 
 from dnabird.errors import ConfigError
 from dnabird.model.attention import cpu_kernel
-from dnabird.model.attention.slots import SlotTable, attend_blocks, slot_table
+from dnabird.model.attention.slots import SlotTable, attend_blocks, needs_gradients, slot_table
 from dnabird.model.patterns import BlockPattern
 
 COMPUTED_IN_FLOAT32 = (torch.float32, torch.bfloat16, torch.float16)
@@ -65,7 +65,7 @@ def runs_in_bfloat16(q: torch.Tensor, pattern: BlockPattern) -> bool:
     multiple = cpu_kernel.BFLOAT16_MULTIPLE
     return (
         q.dtype == torch.bfloat16
-        and not (torch.is_grad_enabled() and q.requires_grad)
+        and not needs_gradients(q)
         and q.shape[-1] % multiple == 0
         and pattern.block_size % multiple == 0
         and cpu_kernel.has_bfloat16()

@@ -91,6 +91,11 @@ def slot_table(pattern: BlockPattern, device: torch.device) -> SlotTable:
     return SlotTable(pattern.block_size, start, stop, block, valid)
 
 
+def needs_gradients(q: torch.Tensor) -> bool:
+    """Whether a backward pass may follow: gradients are recorded and ``q`` takes part."""
+    return torch.is_grad_enabled() and q.requires_grad
+
+
 def keep_to_bias(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Turn a bool "may attend" tensor into an additive bias: 0 or the dtype's minimum."""
     bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device)

@@ -25,10 +25,10 @@
 // A bfloat16 forward (inference: no backward) where the compiler targets AVX-512 BF16: the same
 // steps with bfloat16 q, k, v and output, both products by `vdpbf16ps` (pairs of bfloat16
 // products added into float32), the scores and the softmax in float32 and P rounded to
-// bfloat16 for P V, as fused bfloat16 attention kernels do. Per round of `threads` heads, K
-// and V are first repacked so that a vector load holds 16 keys' (K) or 16 channels' (V)
-// bfloat16 pairs, the operand layout of `vdpbf16ps`: K as [NB][D/2][b][2] (channels 2p, 2p+1
-// of key j side by side), V as [L/2][D][2] (channel d of keys 2m, 2m+1 side by side).
+// bfloat16 for P V, as fused bfloat16 attention kernels do. Per round of up to `threads`
+// heads, K and V are first repacked so that a vector load holds 16 keys' (K) or 16 channels'
+// (V) bfloat16 pairs, the operand layout of `vdpbf16ps`: K as [NB][D/2][b][2] (channels 2p,
+// 2p+1 of key j side by side), V as [L/2][D][2] (channel d of keys 2m, 2m+1 side by side).
 
 #include <algorithm>
 #include <cfloat>
@@ -568,7 +568,7 @@ int dnabird_sparse_rows_forward_bf16(const SparseRowsArgs* args) {
                   a.key_keep, a.scale};
   const int64_t ld = p.max_keys();
   // Heads packed at a time; the buffers are left uninitialised (every value read is packed
-  // first), which matters with many threads: 32 heads of 4,096 x 64 are 16 MiB each.
+  // first): with many threads they are large, 32 heads of 4,096 x 64 are 16 MiB each.
   const int64_t round = std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, batch_heads));
   const size_t packed_size = static_cast<size_t>(round * length * dim);
   const std::unique_ptr<uint16_t[]> k_packed(new uint16_t[packed_size]);
