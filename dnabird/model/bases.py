@@ -22,6 +22,11 @@ The encoder adds the result to the token embeddings before their LayerNorm
 only (not on the batch's other rows or on padding). They are for labelled heads: in
 masked-LM pretraining the offsets would give away each masked token's length.
 
+:meth:`BaseFeatures.read` also returns a summary of each row: the maximum and the mean of
+every channel of the second convolution over the row's bases. A classification head can
+read it beside its pooled hidden state (``base_pooling``): a motif scanner's view of the
+whole sequence that does not pass through the tokens.
+
 The pieces themselves (``piece_codes``, ``piece_lengths``) are buffers saved with the
 weights: :meth:`BaseFeatures.set_vocabulary` fills them from the tokenizer once, when the
 module is new.
@@ -105,6 +110,15 @@ class BaseFeatures(nn.Module):
         self.vocabulary_set = True
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``input_ids [B, L]`` -> per-token features ``[B, L, hidden_size]``."""
+        return self.read(input_ids)[0]
+
+    def read(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_ids [B, L]`` -> ``(per-token features [B, L, hidden_size], summary
+        [B, 2 * channels])``. The summary holds, per channel of the second convolution, its
+        maximum and its mean over the row's bases (0 for a row without bases): what a
+        motif scanner reports, wherever in the sequence the motif sits
+        (``model.base_pooling`` hands it to the classification head)."""
         if not self.vocabulary_set:
             raise ConfigError(
                 "the base features have no vocabulary: call set_vocabulary(tokenizer.pieces) "
@@ -129,7 +143,8 @@ class BaseFeatures(nn.Module):
         pooled = (at(ends) - at(starts)) / lengths.clamp_min(1)[..., None]  # (B, L, ch)
         angles = starts[..., None].float() * self.frequencies  # (B, L, F)
         features = torch.cat([pooled, torch.sin(angles), torch.cos(angles)], dim=-1)
-        return self.projection(features.to(self.projection.weight.dtype))  # (B, L, hidden)
+        tokens = self.projection(features.to(self.projection.weight.dtype))  # (B, L, hidden)
+        return tokens, _summary(h, inside)
 
     def _one_hot_bases(
         self, input_ids: torch.Tensor, lengths: torch.Tensor, starts: torch.Tensor
@@ -145,6 +160,19 @@ class BaseFeatures(nn.Module):
         codes = torch.full((B * T,), NO_BASE, dtype=torch.long, device=input_ids.device)
         codes[where] = self.piece_codes[input_ids][real].long()
         return F.one_hot(codes.view(B, T), NO_BASE + 1)[..., :NO_BASE].transpose(1, 2).float()
+
+
+def _summary(h: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """Maximum and mean of ``h [B, ch, T]`` over the bp where ``inside [B, T]`` holds ->
+    ``[B, 2 * ch]`` (float32; zeros for a row with no bp inside). The bp outside (past the
+    row's end) are left out of the maximum too, so a row's summary does not depend on the
+    longest row of its batch."""
+    h = h.float()
+    count = inside.sum(dim=1, keepdim=True)  # (B, 1)
+    largest = h.masked_fill(~inside[:, None, :], float("-inf")).amax(dim=2)  # (B, ch)
+    largest = largest.masked_fill(count == 0, 0.0)
+    mean = h.sum(dim=2) / count.clamp_min(1)  # h is already 0 outside
+    return torch.cat([largest, mean], dim=1)
 
 
 def _mark_vocabulary_set(module: nn.Module, incompatible_keys: object) -> None:

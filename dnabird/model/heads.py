@@ -48,7 +48,13 @@ from torch import nn
 from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError, InputError
 from dnabird.model.bases import BaseFeatures
-from dnabird.model.bigbird import BigBirdEncoder, describe_tensor, init_weights, make_activation
+from dnabird.model.bigbird import (
+    BigBirdEncoder,
+    check_inputs,
+    describe_tensor,
+    init_weights,
+    make_activation,
+)
 from dnabird.model.config import IGNORE_INDEX, POOLINGS, BigBirdConfig
 from dnabird.model.pretrained import load_weights, save_weights
 
@@ -253,20 +259,33 @@ def pool_states(h: torch.Tensor, attention_mask: torch.Tensor | None, pooling: s
 class ClassificationHead(nn.Module):
     """Pooling of the last hidden states (``pooling``, one of
     :data:`~dnabird.model.config.POOLINGS`), pooler (dense + tanh), dropout, linear
-    classifier."""
+    classifier. ``summary_size > 0``: the classifier also reads a ``[B, summary_size]``
+    summary of the sequence beside the pooled state (the base features' maxima and means,
+    ``base_pooling``)."""
 
-    def __init__(self, config: BigBirdConfig, num_labels: int, pooling: str = "cls") -> None:
+    def __init__(
+        self, config: BigBirdConfig, num_labels: int, pooling: str = "cls", summary_size: int = 0
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.pooling = pooling
+        self.summary_size = summary_size
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.classifier = nn.Linear(config.hidden_size + summary_size, num_labels)
 
-    def forward(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``h: [B, L, C]``, ``attention_mask: [B, L]`` (1 = real token) -> ``[B, K]``."""
+    def forward(
+        self,
+        h: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        summary: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``h: [B, L, C]``, ``attention_mask: [B, L]`` (1 = real token), ``summary: [B, S]``
+        (exactly when ``summary_size`` is S > 0) -> ``[B, K]``."""
         pooled = torch.tanh(self.pooler(pool_states(h, attention_mask, self.pooling)))  # (B, C)
+        if self.summary_size:
+            pooled = torch.cat([pooled, summary.to(pooled.dtype)], dim=-1)  # (B, C + S)
         return self.classifier(self.dropout(pooled))  # (B, K)
 
 
@@ -329,17 +348,31 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
 
     ``pooling``: the [CLS] token (``cls``, BERT's), or the ``mean`` or ``max`` over the real
     tokens (:func:`pool_states`). ``bases``: ``base_channels`` and ``max_piece_bp``, the
-    base-resolution features of :class:`_LabelledHeadModel`."""
+    base-resolution features of :class:`_LabelledHeadModel`. ``base_pooling=True`` (with
+    base features): the classifier also reads the maximum and mean of each base-feature
+    channel over the sequence (:meth:`~dnabird.model.bases.BaseFeatures.read`)."""
 
     def __init__(
-        self, config: BigBirdConfig, num_labels: int, pooling: str = "cls", **bases: int
+        self,
+        config: BigBirdConfig,
+        num_labels: int,
+        pooling: str = "cls",
+        base_pooling: bool = False,
+        **bases: int,
     ) -> None:
         super().__init__(config, num_labels, **bases)
-        self.head = ClassificationHead(config, num_labels, pooling)
+        if base_pooling and self.bases is None:
+            raise ConfigError("base_pooling needs base features: set base_channels > 0")
+        summary_size = 2 * self.bases.channels if base_pooling else 0
+        self.head = ClassificationHead(config, num_labels, pooling, summary_size)
         self.head.apply(init_weights(config))
 
     def head_args(self) -> dict[str, Any]:
-        return {**super().head_args(), "pooling": self.head.pooling}
+        return {
+            **super().head_args(),
+            "pooling": self.head.pooling,
+            "base_pooling": bool(self.head.summary_size),
+        }
 
     def forward(
         self,
@@ -355,14 +388,24 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
         less work, and ``hidden_states`` is then ``[B, 1, C]``. The other poolings read every
         row, so they ignore it."""
         first_only = cls_only and self.head.pooling == "cls"
+        base_features, summary = self.bases, None
+        if self.head.summary_size:
+            ids, _ = check_inputs(
+                self.config,
+                input_ids,
+                attention_mask,
+                token_type_ids,
+                self.encoder.embeddings.word_embeddings,
+            )
+            base_features, summary = self.bases.read(ids)  # (B, L, C), (B, 2 ch)
         h = self.encoder(
             input_ids,
             attention_mask,
             token_type_ids,
             first_only=first_only,
-            base_features=self.bases,
+            base_features=base_features,
         )
-        return self._output(self.head(h, attention_mask), h, labels)
+        return self._output(self.head(h, attention_mask, summary), h, labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Scalar loss of ``logits [B, K]`` against ``labels: [B]`` class indices (long; -100

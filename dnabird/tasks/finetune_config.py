@@ -113,6 +113,11 @@ class FinetuneModelSection(ModelSection):
     head directly). ``cls`` computes only the [CLS] row of the last layer, the others every
     row: on the 2-layer promoter model about 2,330 steps fit in 14 minutes against 2,750."""
 
+    base_pooling: bool = False
+    """With ``base_channels``: the classifier also reads the maximum and the mean of every
+    base-feature channel over the whole sequence, beside the pooled hidden state (a motif
+    scanner's view that does not pass through the tokens; new weights)."""
+
     def validate(self, key: str) -> None:
         if (self.init is None) == (self.preset is None):
             raise ConfigError(
@@ -141,6 +146,11 @@ class FinetuneModelSection(ModelSection):
         channels = self.base_channels  # an int: the config loader checks the types
         require(channels >= 0, f"{key}.base_channels", channels, "a whole number >= 0 (0 = off)")
         require(self.pooling in POOLINGS, f"{key}.pooling", self.pooling, f"one of {POOLINGS}")
+        if self.base_pooling and not channels:
+            raise ConfigError(
+                f"{key}.base_pooling=true reads the base features: set {key}.base_channels "
+                "(e.g. 128)"
+            )
 
     def config_overrides(self) -> dict[str, Any]:
         """BigBirdConfig fields to replace in the model: ``overrides`` and ``dropout``."""

@@ -328,12 +328,13 @@ def _describe_input(path: str) -> dict[str, Any]:
 
 def _head_args(config: FinetuneConfig, num_labels: int, tokenizer: Any) -> dict[str, Any]:
     """Arguments of the head class besides the config: the outputs, the pooling, the base
-    features (for pieces up to the tokenizer's longest) and the multi-label loss's positive
-    weight."""
+    features (for pieces up to the tokenizer's longest, and whether the head reads their
+    summary) and the multi-label loss's positive weight."""
     args: dict[str, Any] = {"num_labels": num_labels, "pooling": config.model.pooling}
     if config.model.base_channels:
         args["base_channels"] = config.model.base_channels
         args["max_piece_bp"] = int(tokenizer.bp_per_id.max())
+        args["base_pooling"] = config.model.base_pooling
     if config.task == "multilabel":
         args["pos_weight"] = config.multilabel.pos_weight
     return args

@@ -78,6 +78,42 @@ def test_a_row_does_not_depend_on_its_batch_or_its_padding(tokenizer):
     torch.testing.assert_close(a, padded, atol=1e-5, rtol=0)
 
 
+def direct_summary(module: BaseFeatures, tokenizer: DNATokenizer, ids: list[int]) -> torch.Tensor:
+    """The summary of one row computed alone, on its own bases: per channel of the second
+    convolution, the maximum and the mean over the row's bp: ``[2 * channels]``."""
+    bases = tokenizer.decode(ids)
+    one_hot = torch.zeros(1, 4, len(bases))
+    for i, base in enumerate(bases):
+        if base in "ACGT":
+            one_hot[0, "ACGT".index(base), i] = 1
+    h = one_hot
+    for convolution in module.convolutions:
+        h = F.gelu(convolution(h))
+    return torch.cat([h[0].amax(dim=1), h[0].mean(dim=1)])
+
+
+def test_the_summary_is_the_maximum_and_mean_over_the_rows_own_bases(tokenizer):
+    module = features(tokenizer)
+    # Every output of the second convolution negative (GELU of -3 bias, tiny weights): a
+    # maximum that let the zeros past a short row's end in would read 0 there.
+    with torch.no_grad():
+        module.convolutions[1].weight.mul_(1e-3)
+        module.convolutions[1].bias.fill_(-3.0)
+    rows = ["ACGTTGCANNNNNACGGT" * 4, "TTTTACGCGA"]
+    batch = tokenizer(rows)["input_ids"]
+    with torch.no_grad():
+        tokens, summary = module.read(batch)
+        alone = module.read(batch[1:, :8])[1][0]
+        torch.testing.assert_close(tokens, module(batch))
+        assert summary.shape == (2, 16) and bool((summary < 0).all())
+        for r, ids in enumerate(batch.tolist()):
+            expected = direct_summary(module, tokenizer, ids)
+            torch.testing.assert_close(summary[r], expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(alone, summary[1], atol=1e-6, rtol=0)
+        empty = module.read(torch.tensor([[tokenizer.cls_token_id, tokenizer.sep_token_id]]))
+    assert torch.equal(empty[1], torch.zeros(1, 16))  # no bases: zeros, not -inf
+
+
 def test_vocabulary_must_be_set_and_fit(tokenizer):
     module = BaseFeatures(len(tokenizer.pieces), 64, 16)
     with pytest.raises(ConfigError, match="no vocabulary"):
@@ -118,6 +154,38 @@ def test_a_new_classifier_starts_with_the_outputs_it_had_without_them(tokenizer,
     )
     with_bases(**batch, labels=labels).loss.backward()
     assert with_bases.bases.projection.weight.grad.abs().sum() > 0
+
+
+def test_base_pooling_reads_the_summary_and_keeps_rows_independent(tokenizer, tmp_path):
+    """``base_pooling=True``: the classifier's input is [pooled state, summary]; a row's
+    logits do not depend on its batch (block-sparse attention included); save/load keep it;
+    it needs base features."""
+    torch.manual_seed(0)
+    model = BigBirdForSequenceClassification(
+        config(tokenizer), 2, base_pooling=True, base_channels=8, max_piece_bp=64
+    )
+    model.bases.set_vocabulary(tokenizer.pieces)
+    torch.nn.init.normal_(model.bases.projection.weight)
+    model.eval()
+    assert model.head.classifier.in_features == model.config.hidden_size + 16
+    short = tokenizer(["TATAAAGGC"])
+    batch = tokenizer(["TATAAAGGC", "ACGTTGCA" * 40])  # long enough for block-sparse attention
+    with torch.no_grad():
+        alone = model(**short).logits
+        together = model(**batch).logits
+        # the summary's weights move the logits: the head does read it
+        model.head.classifier.weight[:, -16:].add_(1.0)
+        moved = model(**short).logits
+        model.head.classifier.weight[:, -16:].sub_(1.0)
+    torch.testing.assert_close(together[:1], alone, atol=1e-5, rtol=0)
+    assert not torch.allclose(moved, alone)
+    model.save_pretrained(tmp_path)
+    loaded = BigBirdForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert loaded.head_args()["base_pooling"] is True
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, together)
+    with pytest.raises(ConfigError, match="base_pooling needs base features"):
+        BigBirdForSequenceClassification(config(tokenizer), 2, base_pooling=True)
 
 
 def test_save_and_load_keep_the_pieces_and_the_outputs(tokenizer, tmp_path):

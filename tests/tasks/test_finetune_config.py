@@ -81,6 +81,10 @@ BASE = ["model.preset=tiny", "model.tokenizer=tok", "data.train=x.csv"]
         ([*BASE, "model.dropout=1"], r"model.dropout=1.0: must be in \[0, 1\)"),
         ([*BASE, "model.base_channels=-1"], r"model.base_channels=-1: must be a whole number"),
         (
+            [*BASE, "model.base_pooling=true"],
+            r"model.base_pooling=true reads the base features: set model.base_channels",
+        ),
+        (
             [*BASE, "task=multilabel", "data.reverse_complement=true"],
             r"data.reverse_complement=true: multi-label runs choose a strand",
         ),
