@@ -156,14 +156,15 @@ def test_a_new_classifier_starts_with_the_outputs_it_had_without_them(tokenizer,
     assert with_bases.bases.projection.weight.grad.abs().sum() > 0
 
 
-def test_base_pooling_reads_the_summary_and_keeps_rows_independent(tokenizer, tmp_path):
+@pytest.mark.parametrize(
+    "head", [BigBirdForSequenceClassification, BigBirdForMultiLabelClassification]
+)
+def test_base_pooling_reads_the_summary_and_keeps_rows_independent(tokenizer, tmp_path, head):
     """``base_pooling=True``: the classifier's input is [pooled state, summary]; a row's
     logits do not depend on its batch (block-sparse attention included); save/load keep it;
     it needs base features."""
     torch.manual_seed(0)
-    model = BigBirdForSequenceClassification(
-        config(tokenizer), 2, base_pooling=True, base_channels=8, max_piece_bp=64
-    )
+    model = head(config(tokenizer), 2, base_pooling=True, base_channels=8, max_piece_bp=64)
     model.bases.set_vocabulary(tokenizer.pieces)
     torch.nn.init.normal_(model.bases.projection.weight)
     model.eval()
@@ -180,12 +181,12 @@ def test_base_pooling_reads_the_summary_and_keeps_rows_independent(tokenizer, tm
     torch.testing.assert_close(together[:1], alone, atol=1e-5, rtol=0)
     assert not torch.allclose(moved, alone)
     model.save_pretrained(tmp_path)
-    loaded = BigBirdForSequenceClassification.from_pretrained(tmp_path).eval()
+    loaded = head.from_pretrained(tmp_path).eval()
     assert loaded.head_args()["base_pooling"] is True
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).logits, together)
     with pytest.raises(ConfigError, match="base_pooling needs base features"):
-        BigBirdForSequenceClassification(config(tokenizer), 2, base_pooling=True)
+        head(config(tokenizer), 2, base_pooling=True)
 
 
 def test_save_and_load_keep_the_pieces_and_the_outputs(tokenizer, tmp_path):
