@@ -28,6 +28,7 @@ it unchanged.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -279,14 +280,13 @@ class BigBirdEncoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         first_only: bool = False,
-        base_features: nn.Module | torch.Tensor | None = None,
+        base_features: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``input_ids: [B, L]`` long; ``attention_mask: [B, L]`` (1 real, 0 pad; default all
         real); ``token_type_ids: [B, L]`` (default 0) -> hidden states ``[B, L, C]``.
-        ``base_features``: a module mapping the checked, block-padded ids ``[B, L']`` to
-        ``[B, L', C]``, added to the token embeddings (:mod:`dnabird.model.bases`; the
-        labelled heads own it), or its output ``[B, L, C]`` for ``input_ids`` already
-        computed (zero-padded with the ids: padded tokens are never attended).
+        ``base_features``: a module (or function) mapping the checked, block-padded ids
+        ``[B, L']`` to ``[B, L', C]``, added to the token embeddings
+        (:mod:`dnabird.model.bases`; the labelled heads own it).
 
         ``first_only=True`` returns position 0 alone, ``[B, 1, C]`` (what a [CLS] head
         reads): where position 0 attends to every key in the last layer (full attention, or
@@ -310,10 +310,7 @@ class BigBirdEncoder(nn.Module):
             token_type_ids = F.pad(token_type_ids, (0, pad), value=0)
             mask = F.pad(mask, (0, pad), value=False)
 
-        if isinstance(base_features, torch.Tensor):
-            added = F.pad(base_features, (0, 0, 0, pad))  # (B, L + pad, C)
-        else:
-            added = None if base_features is None else base_features(input_ids)
+        added = None if base_features is None else base_features(input_ids)  # (B, L + pad, C)
         x = self.embeddings(input_ids, token_type_ids, added)  # (B, L + pad, C)
         G = config.num_global_tokens
         if G:

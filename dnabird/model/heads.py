@@ -48,13 +48,7 @@ from torch import nn
 from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError, InputError
 from dnabird.model.bases import BaseFeatures
-from dnabird.model.bigbird import (
-    BigBirdEncoder,
-    check_inputs,
-    describe_tensor,
-    init_weights,
-    make_activation,
-)
+from dnabird.model.bigbird import BigBirdEncoder, describe_tensor, init_weights, make_activation
 from dnabird.model.config import IGNORE_INDEX, POOLINGS, BigBirdConfig
 from dnabird.model.pretrained import load_weights, save_weights
 
@@ -388,23 +382,23 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
         less work, and ``hidden_states`` is then ``[B, 1, C]``. The other poolings read every
         row, so they ignore it."""
         first_only = cls_only and self.head.pooling == "cls"
-        base_features, summary = self.bases, None
-        if self.head.summary_size:
-            ids, _ = check_inputs(
-                self.config,
-                input_ids,
-                attention_mask,
-                token_type_ids,
-                self.encoder.embeddings.word_embeddings,
-            )
-            base_features, summary = self.bases.read(ids)  # (B, L, C), (B, 2 ch)
+        summaries: list[torch.Tensor] = []
+
+        def tokens_and_summary(ids: torch.Tensor) -> torch.Tensor:
+            """The base features of the encoder's checked, block-padded ids, keeping their
+            summary (padding tokens span no bases, so it is the unpadded rows')."""
+            tokens, summary = self.bases.read(ids)  # (B, L', C), (B, 2 ch)
+            summaries.append(summary)
+            return tokens
+
         h = self.encoder(
             input_ids,
             attention_mask,
             token_type_ids,
             first_only=first_only,
-            base_features=base_features,
+            base_features=tokens_and_summary if self.head.summary_size else self.bases,
         )
+        summary = summaries[0] if summaries else None
         return self._output(self.head(h, attention_mask, summary), h, labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
