@@ -23,9 +23,10 @@ only (not on the batch's other rows or on padding). They are for labelled heads:
 masked-LM pretraining the offsets would give away each masked token's length.
 
 :meth:`BaseFeatures.read` also returns a summary of each row: the maximum and the mean of
-every channel of the second convolution over the row's bases. A classification head can
-read it beside its pooled hidden state (``base_pooling``): a motif scanner's view of the
-whole sequence that does not pass through the tokens.
+every channel of the second convolution over the row's bases, or over each of ``bins``
+consecutive segments of them. A classification head can read it beside its pooled hidden
+state (``base_pooling``): a motif scanner's view of the sequence that does not pass
+through the tokens, and with segments, where along the sequence each motif sits.
 
 The pieces themselves (``piece_codes``, ``piece_lengths``) are buffers saved with the
 weights: :meth:`BaseFeatures.set_vocabulary` fills them from the tokenizer once, when the
@@ -113,12 +114,14 @@ class BaseFeatures(nn.Module):
         """``input_ids [B, L]`` -> per-token features ``[B, L, hidden_size]``."""
         return self.read(input_ids)[0]
 
-    def read(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, input_ids: torch.Tensor, bins: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """``input_ids [B, L]`` -> ``(per-token features [B, L, hidden_size], summary
-        [B, 2 * channels])``. The summary holds, per channel of the second convolution, its
-        maximum and its mean over the row's bases (0 for a row without bases): what a
-        motif scanner reports, wherever in the sequence the motif sits
-        (``model.base_pooling`` hands it to the classification head)."""
+        [B, 2 * channels * bins])``. The summary holds, per channel of the second
+        convolution, its maximum and its mean over each of ``bins`` consecutive segments of
+        the row's bases (:func:`segment_of_each_bp`; 0 for a segment without bases): what a
+        motif scanner reports, per segment of the sequence (``model.base_pooling`` hands it
+        to the classification head). Laid out as ``[maxima [channels, bins], means
+        [channels, bins]]`` flattened, so ``bins=1`` is ``[maxima, means]``."""
         if not self.vocabulary_set:
             raise ConfigError(
                 "the base features have no vocabulary: call set_vocabulary(tokenizer.pieces) "
@@ -144,7 +147,7 @@ class BaseFeatures(nn.Module):
         angles = starts[..., None].float() * self.frequencies  # (B, L, F)
         features = torch.cat([pooled, torch.sin(angles), torch.cos(angles)], dim=-1)
         tokens = self.projection(features.to(self.projection.weight.dtype))  # (B, L, hidden)
-        return tokens, _summary(h, inside)
+        return tokens, _summary(h, segment_of_each_bp(ends[:, -1], h.shape[2], bins), bins)
 
     def _one_hot_bases(
         self, input_ids: torch.Tensor, lengths: torch.Tensor, starts: torch.Tensor
@@ -162,17 +165,44 @@ class BaseFeatures(nn.Module):
         return F.one_hot(codes.view(B, T), NO_BASE + 1)[..., :NO_BASE].transpose(1, 2).float()
 
 
-def _summary(h: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
-    """Maximum and mean of ``h [B, ch, T]`` over the bp where ``inside [B, T]`` holds ->
-    ``[B, 2 * ch]`` (float32; zeros for a row with no bp inside). The bp outside (past the
-    row's end) are left out of the maximum too, so a row's summary does not depend on the
-    longest row of its batch."""
+def check_bins(bins: int) -> None:
+    """Raise ConfigError unless ``bins`` (segments of the summary) is a positive integer."""
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        raise ConfigError(f"base_pooling_bins must be a positive integer, got {bins!r}")
+
+
+def segment_of_each_bp(row_bp: torch.Tensor, length: int, bins: int) -> torch.Tensor:
+    """The segment of every bp ``[B, length]`` (long) when each row's ``row_bp [B]`` bases
+    are cut into ``bins`` consecutive segments with the boundaries of ``np.array_split``
+    (the first ``row_bp % bins`` segments one bp longer; a row shorter than ``bins`` leaves
+    the last ones empty). The bp past a row's end get ``bins``, a segment of their own."""
+    check_bins(bins)
+    t = torch.arange(length, device=row_bp.device)[None, :]  # (1, T)
+    n = row_bp[:, None]  # (B, 1)
+    short, extra = n // bins, n % bins  # bp of the short segments; how many are 1 bp longer
+    in_long = extra * (short + 1)  # the longer segments cover bp [0, in_long)
+    segment = torch.where(
+        t < in_long, t // (short + 1), extra + (t - in_long) // short.clamp_min(1)
+    )
+    return torch.where(t < n, segment, bins)
+
+
+def _summary(h: torch.Tensor, segment: torch.Tensor, bins: int) -> torch.Tensor:
+    """Maximum and mean of ``h [B, ch, T]`` over each of the ``bins`` segments that
+    ``segment [B, T]`` assigns the bp to -> ``[B, 2 * ch * bins]`` (float32, laid out
+    ``[maxima [ch, bins], means [ch, bins]]``; zeros for an empty segment). The bp in
+    segment ``bins`` (past the row's end) are left out of both, so a row's summary does not
+    depend on the longest row of its batch."""
     h = h.float()
-    count = inside.sum(dim=1, keepdim=True)  # (B, 1)
-    largest = h.masked_fill(~inside[:, None, :], float("-inf")).amax(dim=2)  # (B, ch)
-    largest = largest.masked_fill(count == 0, 0.0)
-    mean = h.sum(dim=2) / count.clamp_min(1)  # h is already 0 outside
-    return torch.cat([largest, mean], dim=1)
+    B, ch, T = h.shape
+    index = segment[:, None, :].expand(B, ch, T)
+    largest = h.new_zeros(B, ch, bins + 1).scatter_reduce(
+        2, index, h, "amax", include_self=False
+    )  # (B, ch, bins + 1); an empty segment keeps its 0
+    sums = h.new_zeros(B, ch, bins + 1).scatter_add(2, index, h)
+    counts = h.new_zeros(B, bins + 1).scatter_add(1, segment, h.new_ones(B, T))
+    means = sums / counts.clamp_min(1)[:, None, :]
+    return torch.cat([largest[..., :bins], means[..., :bins]], dim=1).flatten(1)
 
 
 def _mark_vocabulary_set(module: nn.Module, incompatible_keys: object) -> None:

@@ -47,7 +47,7 @@ from torch import nn
 
 from dnabird.docstrings import document_fields
 from dnabird.errors import ConfigError, InputError
-from dnabird.model.bases import BaseFeatures
+from dnabird.model.bases import BaseFeatures, check_bins
 from dnabird.model.bigbird import BigBirdEncoder, describe_tensor, init_weights, make_activation
 from dnabird.model.config import IGNORE_INDEX, POOLINGS, BigBirdConfig
 from dnabird.model.pretrained import load_weights, save_weights
@@ -344,7 +344,8 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
     tokens (:func:`pool_states`). ``bases``: ``base_channels`` and ``max_piece_bp``, the
     base-resolution features of :class:`_LabelledHeadModel`. ``base_pooling=True`` (with
     base features): the classifier also reads the maximum and mean of each base-feature
-    channel over the sequence (:meth:`~dnabird.model.bases.BaseFeatures.read`)."""
+    channel over each of ``base_pooling_bins`` consecutive segments of the sequence (1: the
+    whole sequence; :meth:`~dnabird.model.bases.BaseFeatures.read`)."""
 
     def __init__(
         self,
@@ -352,12 +353,19 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
         num_labels: int,
         pooling: str = "cls",
         base_pooling: bool = False,
+        base_pooling_bins: int = 1,
         **bases: int,
     ) -> None:
         super().__init__(config, num_labels, **bases)
         if base_pooling and self.bases is None:
             raise ConfigError("base_pooling needs base features: set base_channels > 0")
-        summary_size = 2 * self.bases.channels if base_pooling else 0
+        check_bins(base_pooling_bins)
+        if base_pooling_bins > 1 and not base_pooling:
+            raise ConfigError(
+                f"base_pooling_bins={base_pooling_bins} segments the summary: set base_pooling"
+            )
+        self.base_pooling_bins = base_pooling_bins
+        summary_size = 2 * self.bases.channels * base_pooling_bins if base_pooling else 0
         self.head = ClassificationHead(config, num_labels, pooling, summary_size)
         self.head.apply(init_weights(config))
 
@@ -366,6 +374,7 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
             **super().head_args(),
             "pooling": self.head.pooling,
             "base_pooling": bool(self.head.summary_size),
+            "base_pooling_bins": self.base_pooling_bins,
         }
 
     def forward(
@@ -387,7 +396,7 @@ class BigBirdForSequenceClassification(_LabelledHeadModel):
         def tokens_and_summary(ids: torch.Tensor) -> torch.Tensor:
             """The base features of the encoder's checked, block-padded ids, keeping their
             summary (padding tokens span no bases, so it is the unpadded rows')."""
-            tokens, summary = self.bases.read(ids)  # (B, L', C), (B, 2 ch)
+            tokens, summary = self.bases.read(ids, self.base_pooling_bins)  # (B, L', C), (B, S)
             summaries.append(summary)
             return tokens
 

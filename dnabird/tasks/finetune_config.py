@@ -117,6 +117,13 @@ class FinetuneModelSection(ModelSection):
     """With ``base_channels``: the classifier also reads the maximum and the mean of every
     base-feature channel over the whole sequence, beside the pooled hidden state (a motif
     scanner's view that does not pass through the tokens; new weights)."""
+    base_pooling_bins: int = 1
+    """With ``base_pooling``: the maxima and means are taken over each of this many
+    consecutive segments of the sequence (1 = the whole sequence), so the classifier also
+    learns where along the sequence a motif sits (e.g. a TATA box 30 bp before the TSS):
+    20 gives 15 bp segments on 300 bp promoters. Segments are fractions of each
+    sequence's length, so they line up only on sequences of one length. The summary has
+    ``2 * base_channels * base_pooling_bins`` values."""
 
     def validate(self, key: str) -> None:
         if (self.init is None) == (self.preset is None):
@@ -150,6 +157,13 @@ class FinetuneModelSection(ModelSection):
             raise ConfigError(
                 f"{key}.base_pooling=true reads the base features: set {key}.base_channels "
                 "(e.g. 128)"
+            )
+        bins = self.base_pooling_bins
+        require(bins >= 1, f"{key}.base_pooling_bins", bins, "a whole number >= 1")
+        if bins > 1 and not self.base_pooling:
+            raise ConfigError(
+                f"{key}.base_pooling_bins={bins} segments the base-pooling summary: set "
+                f"{key}.base_pooling=true"
             )
 
     def config_overrides(self) -> dict[str, Any]:

@@ -335,6 +335,7 @@ def _head_args(config: FinetuneConfig, num_labels: int, tokenizer: Any) -> dict[
         args["base_channels"] = config.model.base_channels
         args["max_piece_bp"] = int(tokenizer.bp_per_id.max())
         args["base_pooling"] = config.model.base_pooling
+        args["base_pooling_bins"] = config.model.base_pooling_bins
     if config.task == "multilabel":
         args["pos_weight"] = config.multilabel.pos_weight
     return args

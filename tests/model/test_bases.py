@@ -15,7 +15,7 @@ from dnabird.model import (
     BigBirdForSequenceClassification,
     BigBirdForTokenClassification,
 )
-from dnabird.model.bases import BaseFeatures
+from dnabird.model.bases import BaseFeatures, segment_of_each_bp
 from dnabird.tokenizer import DNATokenizer
 
 
@@ -78,9 +78,13 @@ def test_a_row_does_not_depend_on_its_batch_or_its_padding(tokenizer):
     torch.testing.assert_close(a, padded, atol=1e-5, rtol=0)
 
 
-def direct_summary(module: BaseFeatures, tokenizer: DNATokenizer, ids: list[int]) -> torch.Tensor:
+def direct_summary(
+    module: BaseFeatures, tokenizer: DNATokenizer, ids: list[int], bins: int = 1
+) -> torch.Tensor:
     """The summary of one row computed alone, on its own bases: per channel of the second
-    convolution, the maximum and the mean over the row's bp: ``[2 * channels]``."""
+    convolution, the maximum and the mean over each of ``bins`` segments of the row's bp
+    (``torch.tensor_split``'s, which are ``np.array_split``'s; 0 for an empty one):
+    ``[2 * channels * bins]``."""
     bases = tokenizer.decode(ids)
     one_hot = torch.zeros(1, 4, len(bases))
     for i, base in enumerate(bases):
@@ -89,10 +93,17 @@ def direct_summary(module: BaseFeatures, tokenizer: DNATokenizer, ids: list[int]
     h = one_hot
     for convolution in module.convolutions:
         h = F.gelu(convolution(h))
-    return torch.cat([h[0].amax(dim=1), h[0].mean(dim=1)])
+    segments = torch.tensor_split(h[0], bins, dim=1)  # each (channels, bp)
+    zero = torch.zeros(h.shape[1])
+    largest = [s.amax(dim=1) if s.shape[1] else zero for s in segments]
+    means = [s.mean(dim=1) if s.shape[1] else zero for s in segments]
+    return torch.cat([torch.stack(largest, dim=1), torch.stack(means, dim=1)]).flatten()
 
 
-def test_the_summary_is_the_maximum_and_mean_over_the_rows_own_bases(tokenizer):
+@pytest.mark.parametrize("bins", [1, 3, 16])
+def test_the_summary_is_the_maximum_and_mean_over_the_rows_own_bases(tokenizer, bins):
+    """Over the whole row (1), over segments, and over more segments than a 10 bp row has
+    bases (the last ones empty)."""
     module = features(tokenizer)
     # Every output of the second convolution negative (GELU of -3 bias, tiny weights): a
     # maximum that let the zeros past a short row's end in would read 0 there.
@@ -101,17 +112,32 @@ def test_the_summary_is_the_maximum_and_mean_over_the_rows_own_bases(tokenizer):
         module.convolutions[1].bias.fill_(-3.0)
     rows = ["ACGTTGCANNNNNACGGT" * 4, "TTTTACGCGA"]
     batch = tokenizer(rows)["input_ids"]
+    size = 2 * 8 * bins
     with torch.no_grad():
-        tokens, summary = module.read(batch)
-        alone = module.read(batch[1:, :8])[1][0]
+        tokens, summary = module.read(batch, bins)
+        alone = module.read(batch[1:, :8], bins)[1][0]
         torch.testing.assert_close(tokens, module(batch))
-        assert summary.shape == (2, 16) and bool((summary < 0).all())
+        assert summary.shape == (2, size)
+        assert bool((summary[0] < 0).all())  # the long row fills every segment
         for r, ids in enumerate(batch.tolist()):
-            expected = direct_summary(module, tokenizer, ids)
+            expected = direct_summary(module, tokenizer, ids, bins)
             torch.testing.assert_close(summary[r], expected, atol=1e-6, rtol=0)
         torch.testing.assert_close(alone, summary[1], atol=1e-6, rtol=0)
-        empty = module.read(torch.tensor([[tokenizer.cls_token_id, tokenizer.sep_token_id]]))
-    assert torch.equal(empty[1], torch.zeros(1, 16))  # no bases: zeros, not -inf
+        empty = module.read(torch.tensor([[tokenizer.cls_token_id, tokenizer.sep_token_id]]), bins)
+    assert torch.equal(empty[1], torch.zeros(1, size))  # no bases: zeros, not -inf
+
+
+def test_segments_are_those_of_array_split():
+    rows = [0, 1, 7, 10, 15, 300, 301]
+    got = segment_of_each_bp(torch.tensor(rows), 310, 4)
+    for r, n in enumerate(rows):
+        expected = np.full(310, 4)
+        for segment, bp in enumerate(np.array_split(np.arange(n), 4)):
+            expected[bp] = segment
+        np.testing.assert_array_equal(got[r].numpy(), expected)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ConfigError, match="base_pooling_bins must be a positive integer"):
+            segment_of_each_bp(torch.tensor(rows), 310, bad)
 
 
 def test_vocabulary_must_be_set_and_fit(tokenizer):
@@ -157,36 +183,55 @@ def test_a_new_classifier_starts_with_the_outputs_it_had_without_them(tokenizer,
 
 
 @pytest.mark.parametrize(
-    "head", [BigBirdForSequenceClassification, BigBirdForMultiLabelClassification]
+    ("head", "bins"),
+    [
+        (BigBirdForSequenceClassification, 1),
+        (BigBirdForSequenceClassification, 5),
+        (BigBirdForMultiLabelClassification, 1),
+    ],
 )
-def test_base_pooling_reads_the_summary_and_keeps_rows_independent(tokenizer, tmp_path, head):
-    """``base_pooling=True``: the classifier's input is [pooled state, summary]; a row's
-    logits do not depend on its batch (block-sparse attention included); save/load keep it;
-    it needs base features."""
+def test_base_pooling_reads_the_summary_and_keeps_rows_independent(tokenizer, tmp_path, head, bins):
+    """``base_pooling=True``: the classifier's input is [pooled state, summary] (with
+    ``bins`` segments); a row's logits do not depend on its batch (block-sparse attention
+    included); save/load keep it; it needs base features, and segments need it."""
     torch.manual_seed(0)
-    model = head(config(tokenizer), 2, base_pooling=True, base_channels=8, max_piece_bp=64)
+    model = head(
+        config(tokenizer),
+        2,
+        base_pooling=True,
+        base_pooling_bins=bins,
+        base_channels=8,
+        max_piece_bp=64,
+    )
     model.bases.set_vocabulary(tokenizer.pieces)
     torch.nn.init.normal_(model.bases.projection.weight)
     model.eval()
-    assert model.head.classifier.in_features == model.config.hidden_size + 16
+    size = 16 * bins
+    assert model.head.classifier.in_features == model.config.hidden_size + size
     short = tokenizer(["TATAAAGGC"])
     batch = tokenizer(["TATAAAGGC", "ACGTTGCA" * 40])  # long enough for block-sparse attention
     with torch.no_grad():
         alone = model(**short).logits
         together = model(**batch).logits
         # the summary's weights move the logits: the head does read it
-        model.head.classifier.weight[:, -16:].add_(1.0)
+        model.head.classifier.weight[:, -size:].add_(1.0)
         moved = model(**short).logits
-        model.head.classifier.weight[:, -16:].sub_(1.0)
+        model.head.classifier.weight[:, -size:].sub_(1.0)
     torch.testing.assert_close(together[:1], alone, atol=1e-5, rtol=0)
     assert not torch.allclose(moved, alone)
     model.save_pretrained(tmp_path)
     loaded = head.from_pretrained(tmp_path).eval()
     assert loaded.head_args()["base_pooling"] is True
+    assert loaded.head_args()["base_pooling_bins"] == bins
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).logits, together)
     with pytest.raises(ConfigError, match="base_pooling needs base features"):
         head(config(tokenizer), 2, base_pooling=True)
+    bases = {"base_channels": 8, "max_piece_bp": 64}
+    with pytest.raises(ConfigError, match="base_pooling_bins=5 segments the summary"):
+        head(config(tokenizer), 2, base_pooling_bins=5, base_channels=8, max_piece_bp=64)
+    with pytest.raises(ConfigError, match="base_pooling_bins must be a positive integer"):
+        head(config(tokenizer), 2, base_pooling=True, base_pooling_bins=0, **bases)
 
 
 def test_save_and_load_keep_the_pieces_and_the_outputs(tokenizer, tmp_path):

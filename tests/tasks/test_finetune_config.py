@@ -85,6 +85,20 @@ BASE = ["model.preset=tiny", "model.tokenizer=tok", "data.train=x.csv"]
             r"model.base_pooling=true reads the base features: set model.base_channels",
         ),
         (
+            [*BASE, "model.base_channels=8", "model.base_pooling_bins=20"],
+            r"model.base_pooling_bins=20 segments the base-pooling summary: set "
+            r"model.base_pooling=true",
+        ),
+        (
+            [
+                *BASE,
+                "model.base_channels=8",
+                "model.base_pooling=true",
+                "model.base_pooling_bins=0",
+            ],
+            r"model.base_pooling_bins=0: must be a whole number >= 1",
+        ),
+        (
             [*BASE, "task=multilabel", "data.reverse_complement=true"],
             r"data.reverse_complement=true: multi-label runs choose a strand",
         ),

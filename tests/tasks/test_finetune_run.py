@@ -229,8 +229,8 @@ def test_base_features_and_max_pooling_on_a_pretrained_encoder(
 ) -> None:
     """``model.base_channels``: new base features on a pretrained encoder train, are
     exported with the tokenizer's pieces; with ``model.pooling=max`` and
-    ``model.base_pooling=true`` (recorded in the folder) predictions stay independent of
-    the batch."""
+    ``model.base_pooling=true`` over 4 segments (recorded in the folder) predictions stay
+    independent of the batch, whose rows differ in length and so in segments."""
     from dnabird.model.pretrained import load_tokenizer
     from dnabird.tasks.classify import Classifier
 
@@ -240,18 +240,20 @@ def test_base_features_and_max_pooling_on_a_pretrained_encoder(
         "model.base_channels=8",
         "model.pooling=max",
         "model.base_pooling=true",
+        "model.base_pooling_bins=4",
         "trainer.max_steps=20",
     )
     exported = run_finetune(run)
     weights = load_file(exported / "model.safetensors")
     assert weights["bases.projection.weight"].abs().sum() > 0  # trained away from zero
-    assert weights["head.classifier.weight"].shape == (2, 32 + 16)  # [pooled, summary]
+    assert weights["head.classifier.weight"].shape == (2, 32 + 16 * 4)  # [pooled, summary]
     tokenizer = load_tokenizer(exported)
     np.testing.assert_array_equal(weights["bases.piece_lengths"].numpy(), tokenizer.bp_per_id)
     classifier = Classifier.load(exported, "cpu")
     assert classifier.model.head_args()["base_channels"] == 8
     assert classifier.model.head_args()["pooling"] == "max"
     assert classifier.model.head_args()["base_pooling"] is True
+    assert classifier.model.head_args()["base_pooling_bins"] == 4
     short, long = "ACGTTGCA" * 2, "TATAAAAGGCGC" + "ACGT" * 10
     alone = classifier.probabilities([short], batch_size=1)
     together = classifier.probabilities([long, short], batch_size=2)
