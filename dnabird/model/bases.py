@@ -118,7 +118,7 @@ class BaseFeatures(nn.Module):
         """``input_ids [B, L]`` -> ``(per-token features [B, L, hidden_size], summary
         [B, 2 * channels * bins])``. The summary holds, per channel of the second
         convolution, its maximum and its mean over each of ``bins`` consecutive segments of
-        the row's bases (:func:`segment_of_each_bp`; 0 for a segment without bases): what a
+        the row's bases (:func:`segment_bounds`; 0 for a segment without bases): what a
         motif scanner reports, per segment of the sequence (``model.base_pooling`` hands it
         to the classification head). Laid out as ``[maxima [channels, bins], means
         [channels, bins]]`` flattened, so ``bins=1`` is ``[maxima, means]``."""
@@ -147,7 +147,7 @@ class BaseFeatures(nn.Module):
         angles = starts[..., None].float() * self.frequencies  # (B, L, F)
         features = torch.cat([pooled, torch.sin(angles), torch.cos(angles)], dim=-1)
         tokens = self.projection(features.to(self.projection.weight.dtype))  # (B, L, hidden)
-        return tokens, _summary(h, segment_of_each_bp(ends[:, -1], h.shape[2], bins), bins)
+        return tokens, _summary(h, segment_bounds(ends[:, -1], bins))
 
     def _one_hot_bases(
         self, input_ids: torch.Tensor, lengths: torch.Tensor, starts: torch.Tensor
@@ -171,38 +171,36 @@ def check_bins(bins: int) -> None:
         raise ConfigError(f"base_pooling_bins must be a positive integer, got {bins!r}")
 
 
-def segment_of_each_bp(row_bp: torch.Tensor, length: int, bins: int) -> torch.Tensor:
-    """The segment of every bp ``[B, length]`` (long) when each row's ``row_bp [B]`` bases
-    are cut into ``bins`` consecutive segments with the boundaries of ``np.array_split``
-    (the first ``row_bp % bins`` segments one bp longer; a row shorter than ``bins`` leaves
-    the last ones empty). The bp past a row's end get ``bins``, a segment of their own."""
+def segment_bounds(row_bp: torch.Tensor, bins: int) -> torch.Tensor:
+    """Where each row's ``row_bp [B]`` bases are cut into ``bins`` consecutive segments,
+    with the boundaries of ``np.array_split`` (the first ``row_bp % bins`` segments one bp
+    longer; a row shorter than ``bins`` leaves the last ones empty): ``[B, bins + 1]``
+    (long; segment k is bp ``[bounds[:, k], bounds[:, k + 1])``, 0-based half-open)."""
     check_bins(bins)
-    t = torch.arange(length, device=row_bp.device)[None, :]  # (1, T)
-    n = row_bp[:, None]  # (B, 1)
-    short, extra = n // bins, n % bins  # bp of the short segments; how many are 1 bp longer
-    in_long = extra * (short + 1)  # the longer segments cover bp [0, in_long)
-    segment = torch.where(
-        t < in_long, t // (short + 1), extra + (t - in_long) // short.clamp_min(1)
-    )
-    return torch.where(t < n, segment, bins)
+    k = torch.arange(bins + 1, device=row_bp.device)  # (bins + 1,)
+    short, extra = (row_bp // bins)[:, None], (row_bp % bins)[:, None]  # (B, 1) each
+    return k * short + torch.minimum(k, extra)
 
 
-def _summary(h: torch.Tensor, segment: torch.Tensor, bins: int) -> torch.Tensor:
-    """Maximum and mean of ``h [B, ch, T]`` over each of the ``bins`` segments that
-    ``segment [B, T]`` assigns the bp to -> ``[B, 2 * ch * bins]`` (float32, laid out
-    ``[maxima [ch, bins], means [ch, bins]]``; zeros for an empty segment). The bp in
-    segment ``bins`` (past the row's end) are left out of both, so a row's summary does not
-    depend on the longest row of its batch."""
+def _summary(h: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """Maximum and mean of ``h [B, ch, T]`` over each segment ``bounds [B, bins + 1]``
+    gives -> ``[B, 2 * ch * bins]`` (float32, laid out ``[maxima [ch, bins], means [ch,
+    bins]]``; zeros for an empty segment). Only the bp inside the segments are read, so a
+    row's summary does not depend on the longest row of its batch."""
     h = h.float()
     B, ch, T = h.shape
-    index = segment[:, None, :].expand(B, ch, T)
-    largest = h.new_zeros(B, ch, bins + 1).scatter_reduce(
-        2, index, h, "amax", include_self=False
-    )  # (B, ch, bins + 1); an empty segment keeps its 0
-    sums = h.new_zeros(B, ch, bins + 1).scatter_add(2, index, h)
-    counts = h.new_zeros(B, bins + 1).scatter_add(1, segment, h.new_ones(B, T))
-    means = sums / counts.clamp_min(1)[:, None, :]
-    return torch.cat([largest[..., :bins], means[..., :bins]], dim=1).flatten(1)
+    bins = bounds.shape[1] - 1
+    lengths = bounds.diff(dim=1)  # (B, bins)
+    width = max(int(lengths.max()), 1) if B else 1
+    within = torch.arange(width, device=h.device)  # (S,)
+    real = within < lengths[..., None]  # (B, bins, S)
+    # each segment's bp side by side, padded with column T (a zero column added to h)
+    where = torch.where(real, bounds[:, :-1, None] + within, T).view(B, 1, bins * width)
+    values = F.pad(h, (0, 1)).gather(2, where.expand(B, ch, -1)).view(B, ch, bins, width)
+    largest = values.masked_fill(~real[:, None], float("-inf")).amax(dim=3)  # (B, ch, bins)
+    largest = largest.masked_fill(lengths[:, None] == 0, 0.0)
+    means = values.sum(dim=3) / lengths.clamp_min(1)[:, None]  # the padding adds 0
+    return torch.cat([largest, means], dim=1).flatten(1)
 
 
 def _mark_vocabulary_set(module: nn.Module, incompatible_keys: object) -> None:

@@ -15,7 +15,7 @@ from dnabird.model import (
     BigBirdForSequenceClassification,
     BigBirdForTokenClassification,
 )
-from dnabird.model.bases import BaseFeatures, segment_of_each_bp
+from dnabird.model.bases import BaseFeatures, segment_bounds
 from dnabird.tokenizer import DNATokenizer
 
 
@@ -129,15 +129,13 @@ def test_the_summary_is_the_maximum_and_mean_over_the_rows_own_bases(tokenizer, 
 
 def test_segments_are_those_of_array_split():
     rows = [0, 1, 7, 10, 15, 300, 301]
-    got = segment_of_each_bp(torch.tensor(rows), 310, 4)
+    got = segment_bounds(torch.tensor(rows), 4)
     for r, n in enumerate(rows):
-        expected = np.full(310, 4)
-        for segment, bp in enumerate(np.array_split(np.arange(n), 4)):
-            expected[bp] = segment
-        np.testing.assert_array_equal(got[r].numpy(), expected)
+        sizes = [len(part) for part in np.array_split(np.arange(n), 4)]
+        np.testing.assert_array_equal(got[r].numpy(), np.cumsum([0, *sizes]))
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ConfigError, match="base_pooling_bins must be a positive integer"):
-            segment_of_each_bp(torch.tensor(rows), 310, bad)
+            segment_bounds(torch.tensor(rows), bad)
 
 
 def test_vocabulary_must_be_set_and_fit(tokenizer):
