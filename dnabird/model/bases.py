@@ -192,8 +192,8 @@ def _summary(h: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
     bins = bounds.shape[1] - 1
     lengths = bounds.diff(dim=1)  # (B, bins)
     width = max(int(lengths.max()), 1) if B else 1
-    within = torch.arange(width, device=h.device)  # (S,)
-    real = within < lengths[..., None]  # (B, bins, S)
+    within = torch.arange(width, device=h.device)  # (width,) bp within a segment
+    real = within < lengths[..., None]  # (B, bins, width)
     # each segment's bp side by side, padded with column T (a zero column added to h)
     where = torch.where(real, bounds[:, :-1, None] + within, T).view(B, 1, bins * width)
     values = F.pad(h, (0, 1)).gather(2, where.expand(B, ch, -1)).view(B, ch, bins, width)
