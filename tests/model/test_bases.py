@@ -3,6 +3,8 @@ spelled-out bases; batch and padding independence; zero start; save/load; the he
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -227,9 +229,34 @@ def test_base_pooling_reads_the_summary_and_keeps_rows_independent(tokenizer, tm
         head(config(tokenizer), 2, base_pooling=True)
     bases = {"base_channels": 8, "max_piece_bp": 64}
     with pytest.raises(ConfigError, match="base_pooling_bins=5 segments the summary"):
-        head(config(tokenizer), 2, base_pooling_bins=5, base_channels=8, max_piece_bp=64)
+        head(config(tokenizer), 2, base_pooling_bins=5, **bases)
     with pytest.raises(ConfigError, match="base_pooling_bins must be a positive integer"):
         head(config(tokenizer), 2, base_pooling=True, base_pooling_bins=0, **bases)
+
+
+def test_a_folder_saved_before_segments_loads_with_one(tokenizer, tmp_path):
+    """Model folders written before ``base_pooling_bins`` existed have no such head
+    argument: they load with the one segment they were trained with."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    model = BigBirdForSequenceClassification(
+        config(tokenizer), 2, base_pooling=True, base_channels=8, max_piece_bp=64
+    )
+    model.bases.set_vocabulary(tokenizer.pieces)
+    model.eval().save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    head_args = json.loads(metadata["head_args"])
+    del head_args["base_pooling_bins"]
+    save_file(load_file(path), path, {**metadata, "head_args": json.dumps(head_args)})
+    loaded = BigBirdForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert loaded.head_args() == model.head_args()
+    batch = tokenizer(["TATAAAGGC", "ACGTTGCA" * 40])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
 
 
 def test_save_and_load_keep_the_pieces_and_the_outputs(tokenizer, tmp_path):
