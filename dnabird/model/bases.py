@@ -111,8 +111,9 @@ class BaseFeatures(nn.Module):
         self.vocabulary_set = True
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """``input_ids [B, L]`` -> per-token features ``[B, L, hidden_size]``."""
-        return self.read(input_ids)[0]
+        """``input_ids [B, L]`` -> per-token features ``[B, L, hidden_size]`` (no summary
+        computed)."""
+        return self._tokens_and_convolved(input_ids)[0]
 
     def read(self, input_ids: torch.Tensor, bins: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """``input_ids [B, L]`` -> ``(per-token features [B, L, hidden_size], summary
@@ -122,6 +123,14 @@ class BaseFeatures(nn.Module):
         motif scanner reports, per segment of the sequence (``model.base_pooling`` hands it
         to the classification head). Laid out as ``[maxima [channels, bins], means
         [channels, bins]]`` flattened, so ``bins=1`` is ``[maxima, means]``."""
+        tokens, h, row_bp = self._tokens_and_convolved(input_ids)
+        return tokens, _summary(h, segment_bounds(row_bp, bins))
+
+    def _tokens_and_convolved(
+        self, input_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``input_ids [B, L]`` -> ``(per-token features [B, L, hidden_size], the second
+        convolution's output [B, channels, T] (0 past each row's end), bp per row [B])``."""
         if not self.vocabulary_set:
             raise ConfigError(
                 "the base features have no vocabulary: call set_vocabulary(tokenizer.pieces) "
@@ -147,7 +156,7 @@ class BaseFeatures(nn.Module):
         angles = starts[..., None].float() * self.frequencies  # (B, L, F)
         features = torch.cat([pooled, torch.sin(angles), torch.cos(angles)], dim=-1)
         tokens = self.projection(features.to(self.projection.weight.dtype))  # (B, L, hidden)
-        return tokens, _summary(h, segment_bounds(ends[:, -1], bins))
+        return tokens, h, ends[:, -1]
 
     def _one_hot_bases(
         self, input_ids: torch.Tensor, lengths: torch.Tensor, starts: torch.Tensor
