@@ -13,10 +13,12 @@ same data. Not a speed benchmark; the CNN trains for a wall-clock budget like th
   the product of ``4**-len`` over the replaced parts and ``p(part)`` over the kept ones,
   with ``p`` the positives' chain (:func:`generator_log_odds`): what a detector of the
   substituted parts gets from that chain, knowing how the negatives were made.
-- ``cnn``: a plain convolutional network on one-hot bases (15 and 9 bp convolutions, 128
-  channels, ReLU), the max and mean of every channel in each of 20 equal segments (where a
-  part sits), a linear layer; Adam (lr 1e-3), batch 64, the weights of the best validation
-  AUROC. It sees motifs and their coarse positions: the convolutional half of DeePromoter.
+- ``cnn``: a plain convolutional network on one-hot bases, written apart from dnabird's
+  model as an independent reference: convolutions of the base features' sizes (15 and 9 bp,
+  128 channels) but with ReLU (ours: GELU), the max and mean of every channel in each of 20
+  equal segments (where a part sits; the head's segment bounds), a linear layer; Adam (lr
+  1e-3), batch 64, the weights of the best validation AUROC. It sees motifs and their coarse
+  positions: the convolutional half of DeePromoter.
 
 Each probe's decision threshold is its best-F1 threshold on the validation split (as
 ``early_stopping.threshold=validation``); test metrics carry 95% bootstrap intervals.
@@ -38,11 +40,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import expit  # log odds -> probabilities, float64: distinct up to ~|36|
 from torch import nn
 
 from dnabird.baselines import encode_sequences, one_hot_features
 from dnabird.data.classification import load_splits
-from dnabird.model.bases import segment_bounds
+from dnabird.model.bases import FIRST_KERNEL_BP, SECOND_KERNEL_BP, segment_bounds
 from dnabird.tasks.classification_metrics import (
     best_f1_threshold,
     binary_metrics,
@@ -106,21 +109,15 @@ def generator_log_odds(part_odds: np.ndarray) -> np.ndarray:
     return math.log(math.comb(parts, REPLACED)) - chosen[:, REPLACED]
 
 
-def sigmoid(log_odds: np.ndarray) -> np.ndarray:
-    """Log odds (nats) as probabilities, float64: distinct up to about |36| (the probes'
-    stay within 31 on the promoters), so the ranking metrics see the ranking unchanged."""
-    return 1 / (1 + np.exp(-np.clip(log_odds, -500, 500)))
-
-
 class SegmentCNN(nn.Module):
     """One-hot ``[B, 4, L]`` -> logit ``[B]``: two convolutions, max and mean per segment."""
 
     def __init__(self, length: int, channels: int = 128, segments: int = PARTS) -> None:
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv1d(4, channels, 15, padding=7),
+            nn.Conv1d(4, channels, FIRST_KERNEL_BP, padding=FIRST_KERNEL_BP // 2),
             nn.ReLU(),
-            nn.Conv1d(channels, channels, 9, padding=4),
+            nn.Conv1d(channels, channels, SECOND_KERNEL_BP, padding=SECOND_KERNEL_BP // 2),
             nn.ReLU(),
         )
         self.bounds = segment_bounds(torch.tensor([length]), segments)[0].tolist()  # the head's
@@ -225,10 +222,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     scored = ("validation", "test")
     odds = {name: part_log_odds(splits[name][0], chains[1], args.order) for name in scored}
     null = {name: part_log_odds(splits[name][0], chains[0], args.order) for name in scored}
-    markov = [sigmoid((odds[name] - null[name]).sum(axis=1)) for name in scored]
+    markov = [expit((odds[name] - null[name]).sum(axis=1)) for name in scored]
     reports = {f"Markov chain LLR (order {args.order})": report(splits, *markov)}
     if args.negatives == "substitute":
-        generator = [sigmoid(generator_log_odds(odds[name])) for name in scored]
+        generator = [expit(generator_log_odds(odds[name])) for name in scored]
         reports["generator's likelihood ratio"] = report(splits, *generator)
     results = {}
     if args.cnn_seconds > 0:
